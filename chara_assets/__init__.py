@@ -1,0 +1,1 @@
+"""chara's Dagster assets, sensors and jobs; ``chara_assets.definitions`` assembles them."""

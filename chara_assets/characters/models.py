@@ -1,0 +1,80 @@
+"""Characters and users, as read from YAML files (pydantic models, no Dagster)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from chara_resources.paths import check_slug
+
+from ..languages import get_language
+
+
+def _slug(value: str) -> str:
+    return check_slug(value, "name")
+
+
+def _language(value: str) -> str:
+    return get_language(value).code
+
+
+Slug = Annotated[str, AfterValidator(_slug)]
+LanguageCode = Annotated[str, AfterValidator(_language)]
+
+
+class VoiceClip(BaseModel):
+    """One recording of the character's voice and what is said in it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: Path = Field(description="audio file, relative to the character's YAML file")
+    text: str = Field(min_length=1, description="exact transcription of the recording")
+    language: LanguageCode | None = Field(
+        default=None, description="language spoken; default: the character's first language"
+    )
+
+
+class Character(BaseModel):
+    """A character of the assistant: the partition key ``name`` and what defines it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Slug = Field(description="partition key and folder name; must equal the file name")
+    display_name: str = Field(min_length=1)
+    gender: Literal["female", "male", "neutral"]
+    description: str = Field(min_length=1, description="personality, for paraphrasing")
+    languages: list[LanguageCode] = Field(min_length=1)
+    voice_sample: list[VoiceClip] = Field(min_length=1)
+
+    @field_validator("languages")
+    @classmethod
+    def _unique_languages(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({code for code in value if value.count(code) > 1})
+        if duplicates:
+            raise ValueError(f"languages listed twice: {', '.join(duplicates)}")
+        return value
+
+    def clips_for(self, language: str) -> tuple[list[VoiceClip], bool]:
+        """The sample clips to use for ``language`` and whether they are in that language.
+
+        Clips in the language itself are preferred; otherwise all clips are used (zero-shot
+        cloners clone across languages), which the caller reports.
+        """
+        own = [c for c in self.voice_sample if (c.language or self.languages[0]) == language]
+        return (own, True) if own else (list(self.voice_sample), False)
+
+
+class User(BaseModel):
+    """A person who uses the assistant, and how each character relates to them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Slug
+    display_name: str = Field(min_length=1)
+    description: str = Field(default="", description="who the user is, for paraphrasing")
+    relationships: dict[str, str] = Field(
+        default_factory=dict,
+        description="character name -> how the character and the user relate",
+    )

@@ -1,0 +1,100 @@
+"""The ``chara`` command: check the configuration, run the main job, start the UI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from chara_resources.settings import PROJECT_ROOT, chara_home, ensure_dagster_home
+
+
+def _catalog():
+    from .definitions import defs
+
+    return defs.resources["characters"].load()
+
+
+def check(_: argparse.Namespace) -> int:
+    """Validate every character and user file; exit status 1 if any is broken."""
+    catalog = _catalog()
+    for error in catalog.errors:
+        print(error, file=sys.stderr)
+    print(
+        f"{len(catalog.characters)} characters, {len(catalog.users)} users, "
+        f"{len(catalog.errors)} broken files"
+    )
+    return 1 if catalog.errors else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Materialize ``character_job`` for the configured characters in the persistent instance,
+    so the results are visible in ``chara dev`` afterwards."""
+    ensure_dagster_home()
+    import dagster as dg
+
+    from .definitions import defs
+    from .partitions import CHARACTER_DIMENSION, CharacterLanguage
+
+    catalog = _catalog()
+    for error in catalog.errors:
+        print(f"warning: {error}", file=sys.stderr)
+    names = args.character or sorted(catalog.characters)
+    unknown = [n for n in names if n not in catalog.characters]
+    if unknown:
+        print(f"error: no valid character file for {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    instance = dg.DagsterInstance.get()
+    instance.add_dynamic_partitions(CHARACTER_DIMENSION, names)
+    job = defs.resolve_job_def("character_job")
+    failures = 0
+    for name in names:
+        for language in catalog.characters[name].languages:
+            if args.language and language not in args.language:
+                continue
+            pair = CharacterLanguage(name, language)
+            started = time.monotonic()
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=pair.key,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
+            )
+            status = "ok" if result.success else "FAILED"
+            failures += not result.success
+            print(f"{pair.key}: {status} in {time.monotonic() - started:.1f} s")
+    print(f"storage: {chara_home()}  dagster instance: {os.environ['DAGSTER_HOME']}")
+    return 1 if failures else 0
+
+
+def dev(args: argparse.Namespace) -> int:
+    """Start ``dagster dev`` on the project's workspace with the persistent instance."""
+    ensure_dagster_home()
+    os.chdir(PROJECT_ROOT)
+    command = ["dagster", "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
+    os.execvp(command[0], command)
+    return 0  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chara", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("check", help="validate character and user files").set_defaults(
+        func=check
+    )
+    run_parser = commands.add_parser("run", help="run the main job for configured characters")
+    run_parser.add_argument("--character", action="append", help="only this character")
+    run_parser.add_argument("--language", action="append", help="only this language")
+    run_parser.add_argument("--log-level", default="INFO", help="Dagster console log level")
+    run_parser.set_defaults(func=run)
+    dev_parser = commands.add_parser("dev", help="start the Dagster UI")
+    dev_parser.add_argument("--host", default="127.0.0.1")
+    dev_parser.add_argument("--port", type=int, default=3000)
+    dev_parser.set_defaults(func=dev)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

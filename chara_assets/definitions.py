@@ -1,0 +1,39 @@
+"""Everything chara offers Dagster, assembled in one place."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from chara_resources.settings import chara_home
+from chara_resources.storage import ChraStorage, FolderIOManager
+
+from .characters.resource import CharacterCatalog
+from .characters.sensors import build_character_sensor
+from .partitions import character_language_partitions
+from .voice.assets import voice_sample
+
+# What the character sensor runs for each new character|language; grows as chains land.
+character_job = dg.define_asset_job(
+    "character_job",
+    selection=dg.AssetSelection.assets(voice_sample),
+    partitions_def=character_language_partitions,
+    description="Builds a new character's datasets for one language.",
+)
+
+storage = ChraStorage(root=str(chara_home()))
+
+defs = dg.Definitions(
+    assets=[voice_sample],
+    jobs=[character_job],
+    sensors=[build_character_sensor(character_job)],
+    resources={
+        "storage": storage,
+        "io_manager": FolderIOManager(storage=storage),
+        "characters": CharacterCatalog(
+            characters_dir=os.environ.get("CHARA_CHARACTERS", "characters"),
+            users_dir=os.environ.get("CHARA_USERS", "users"),
+        ),
+    },
+)

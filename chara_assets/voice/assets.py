@@ -1,0 +1,140 @@
+"""Voice chain assets (per character|language)."""
+
+import math
+
+import dagster as dg
+from pydantic import BaseModel, Field
+
+from chara_resources.folder_asset import FolderManifest
+from chara_resources.storage import ChraStorage
+from chara_resources.work_cache import file_sha256
+
+from ..characters.resource import CharacterCatalog
+from ..partitions import character_language_partitions
+
+
+class VoiceSampleSource(BaseModel):
+    file: str
+    text: str
+    duration_s: float
+    gain_db: float
+    peak_limited: bool
+
+
+class VoiceSample(FolderManifest):
+    """The character's reference recording, levelled, as one WAV with its transcription."""
+
+    character: str
+    language: str
+    audio: str = "sample.wav"
+    text: str
+    sample_rate: int
+    duration_s: float
+    level_db: float
+    same_language: bool = Field(description="False: the clips are in another language")
+    sources: list[VoiceSampleSource]
+
+
+class VoiceSampleConfig(dg.Config):
+    sample_rate: int = Field(default=22050, description="Hz; Piper voices use 22050")
+    target_level_db: float = Field(
+        default=-22.0, description="mean RMS level of the voiced frames, dBFS"
+    )
+    gap_s: float = Field(default=0.4, description="silence between concatenated clips")
+
+
+@dg.asset(
+    partitions_def=character_language_partitions,
+    group_name="voice",
+    kinds={"audio"},
+    description=(
+        "The character's voice sample for this language: clips resampled to mono, edges "
+        "trimmed, levelled to the target mean level, joined with their transcriptions."
+    ),
+)
+def voice_sample(
+    context: dg.AssetExecutionContext,
+    config: VoiceSampleConfig,
+    characters: CharacterCatalog,
+    storage: ChraStorage,
+) -> dg.MaterializeResult:
+    from .audio import as_dict, concatenate, level_clip
+
+    character, language = characters.for_partition(context)
+    clips, same_language = character.clips_for(language.code)
+    if not same_language:
+        context.log.warning(
+            f"{character.name} has no {language.name} voice clip; using all clips "
+            "(cross-lingual cloning)"
+        )
+    step = storage.work(context).step(
+        "levelled_clips",
+        params={"sample_rate": config.sample_rate, "target_level_db": config.target_level_db},
+    )
+    levelled = []
+    for clip in clips:
+        record = step.get_or_compute(
+            {"audio_sha256": file_sha256(clip.file)},
+            lambda files, clip=clip: as_dict(
+                level_clip(
+                    clip.file,
+                    files.path(".wav"),
+                    sample_rate=config.sample_rate,
+                    target_db=config.target_level_db,
+                )
+            ),
+            label=clip.file.stem,
+        )
+        levelled.append((clip, record))
+
+    folder = storage.staging(context)
+    sample = VoiceSample(
+        character=character.name,
+        language=language.code,
+        text=" ".join(clip.text.strip() for clip in clips),
+        sample_rate=config.sample_rate,
+        duration_s=0.0,
+        level_db=config.target_level_db,
+        same_language=same_language,
+        sources=[
+            VoiceSampleSource(
+                file=clip.file.name,
+                text=clip.text,
+                duration_s=record.result["duration_s"],
+                gain_db=record.result["gain_db"],
+                peak_limited=record.result["peak_limited"],
+            )
+            for clip, record in levelled
+        ],
+    ).bind(folder)
+    sample.duration_s = round(
+        concatenate(
+            [record.files[".wav"] for _, record in levelled],
+            folder / sample.audio,
+            sample_rate=config.sample_rate,
+            gap_s=config.gap_s,
+        ),
+        3,
+    )
+    # Mean power of the clips, weighted by their length.
+    power = sum(r.result["duration_s"] * 10 ** (r.result["level_db"] / 10) for _, r in levelled)
+    sample.level_db = round(10 * math.log10(power / sum(s.duration_s for s in sample.sources)), 2)
+    return dg.MaterializeResult(
+        value=sample,
+        metadata={
+            "duration_s": sample.duration_s,
+            "level_db": dg.MetadataValue.float(sample.level_db),
+            "clips": len(clips),
+            "same_language": same_language,
+            "text": dg.MetadataValue.text(sample.text),
+            "clips_levelled": step.computed,
+            "clips_reused": step.reused,
+            "sources": dg.MetadataValue.md(
+                "| file | seconds | gain dB | limited |\n|---|---|---|---|\n"
+                + "\n".join(
+                    f"| {s.file} | {s.duration_s} | {s.gain_db} | {s.peak_limited} |"
+                    for s in sample.sources
+                )
+            ),
+        },
+    )

@@ -1,0 +1,37 @@
+"""Where chara keeps its data: the storage root and the Dagster instance folder.
+
+``CHARA_HOME`` (default ``.chara`` in the project folder) holds assets, work caches and, unless
+``DAGSTER_HOME`` is set, the Dagster instance (``<CHARA_HOME>/dagster``), so partitions and run
+history persist between ``dagster dev`` sessions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DAGSTER_YAML = """\
+# Written by chara on first start; edit freely (chara never overwrites it).
+telemetry:
+  enabled: false
+"""
+
+
+def chara_home() -> Path:
+    """The storage root: ``$CHARA_HOME`` or ``<project>/.chara``."""
+    value = os.environ.get("CHARA_HOME")
+    return Path(value).expanduser().resolve() if value else PROJECT_ROOT / ".chara"
+
+
+def ensure_dagster_home() -> Path:
+    """Set ``DAGSTER_HOME`` (default ``<CHARA_HOME>/dagster``) and give it a ``dagster.yaml``."""
+    value = os.environ.get("DAGSTER_HOME")
+    home = Path(value).expanduser().resolve() if value else chara_home() / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
