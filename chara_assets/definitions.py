@@ -11,14 +11,12 @@ from chara_resources.storage import ChraStorage, FolderIOManager
 
 from .characters.resource import CharacterCatalog
 from .characters.sensors import build_character_sensor
-from .partitions import character_language_partitions
 from .voice.assets import voice_sample
 
 # What the character sensor runs for each new character|language; grows as chains land.
 character_job = dg.define_asset_job(
     "character_job",
     selection=dg.AssetSelection.assets(voice_sample),
-    partitions_def=character_language_partitions,
     description="Builds a new character's datasets for one language.",
 )
 

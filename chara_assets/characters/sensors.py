@@ -50,7 +50,7 @@ def plan_character_sync(catalog: Catalog, existing: set[str], cursor: str | None
         marker = f"error:{error.file.name}"
         current[marker] = _fingerprint(str(error))
         if reported.get(marker) != current[marker]:
-            plan.messages.append(("error", f"skipping a broken character file: {error}"))
+            plan.messages.append(("error", f"skipping a broken configuration file: {error}"))
     removed = existing - set(catalog.characters) - catalog.invalid_names
     for name in sorted(removed):
         marker = f"removed:{name}"

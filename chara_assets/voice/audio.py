@@ -90,9 +90,9 @@ def level_clip(
     samples, rate = read_mono(src)
     samples = resample(samples, rate, sample_rate)
     samples = trim_silence(samples, sample_rate, silence_db)
-    before = voiced_level_db(samples, sample_rate, silence_db)
-    if samples.size == 0 or before == float("-inf"):
+    if samples.size == 0:
         raise AudioError(f"{src}: no sound louder than {silence_db} dBFS in the recording")
+    before = voiced_level_db(samples, sample_rate, silence_db)
     gain = 10 ** ((target_db - before) / 20)
     peak = float(np.max(np.abs(samples))) * gain
     limited = peak > PEAK_LIMIT

@@ -1,0 +1,57 @@
+"""The shape of the platform: every asset, job, sensor and resource, and that it validates."""
+
+import os
+import subprocess
+import sys
+
+import dagster as dg
+
+from chara_assets.definitions import defs
+from chara_resources.settings import PROJECT_ROOT
+
+
+def test_definitions_list_the_platform() -> None:
+    repo = defs.get_repository_def()
+    assert sorted(k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()) == [
+        "voice_sample"
+    ]
+    assert sorted(s.name for s in repo.sensor_defs) == ["character_files"]
+    assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
+        "character_job"
+    ]
+    assert sorted(defs.resources) == ["characters", "io_manager", "storage"]
+    sensor = repo.get_sensor_def("character_files")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_every_asset_is_partitioned_by_character_and_language() -> None:
+    repo = defs.get_repository_def()
+    for key in repo.asset_graph.get_all_asset_keys():
+        partitions = repo.asset_graph.get(key).partitions_def
+        assert isinstance(partitions, dg.MultiPartitionsDefinition), key
+        assert [d.name for d in partitions.partitions_defs] == ["character", "language"]
+
+
+def test_definitions_load_without_heavy_imports() -> None:
+    code = (
+        "import sys, chara_assets.definitions\n"
+        "heavy = [m for m in ('torch', 'gradio', 'vosk') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == ""
+
+
+def test_dagster_definitions_validate(tmp_path) -> None:
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "CHARA_HOME": str(tmp_path / "home")}
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    result = subprocess.run(
+        [dagster, "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
