@@ -80,9 +80,7 @@ def dev(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chara", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("check", help="validate character and user files").set_defaults(
-        func=check
-    )
+    commands.add_parser("check", help="validate character and user files").set_defaults(func=check)
     run_parser = commands.add_parser("run", help="run the main job for configured characters")
     run_parser.add_argument("--character", action="append", help="only this character")
     run_parser.add_argument("--language", action="append", help="only this language")

@@ -59,8 +59,7 @@ def test_sigkilled_materialization_resumes_without_recomputing(tmp_path: Path) -
     home, log = tmp_path / "home", tmp_path / "computed.log"
     items = 30
     _start_and_kill(
-        ["counted", "--home", str(home), "--log", str(log), "--items", str(items)]
-        + ["--delay", "0.05"],
+        ["counted", "--home", str(home), "--log", str(log), "--items", str(items), "--delay=0.05"],
         log,
         "square",
         after=10,
