@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 
@@ -72,7 +73,9 @@ def dev(args: argparse.Namespace) -> int:
     """Start ``dagster dev`` on the project's workspace with the persistent instance."""
     ensure_dagster_home()
     os.chdir(PROJECT_ROOT)
-    command = ["dagster", "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
+    # The dagster next to this interpreter: works without an activated virtual environment.
+    dagster = shutil.which("dagster", path=os.path.dirname(sys.executable)) or "dagster"
+    command = [dagster, "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
     os.execvp(command[0], command)
     return 0  # not reached
 
