@@ -170,18 +170,28 @@ class WorkStep:
         if found is not None and (found.ok or not retry_errors):
             self.reused += 1
             return found
-        self.folder.mkdir(parents=True, exist_ok=True)
-        item_files = ItemFiles(self.folder, key)
         try:
-            result = compute(item_files)
-            files = item_files._commit()
+            record = self.store(key, inputs, compute)
         except Exception as exc:
-            item_files._discard()
             if not record_errors:
                 raise
             self.failed += 1
             return self.put(key, inputs, error=f"{type(exc).__name__}: {exc}")
         self.computed += 1
+        return record
+
+    def store(self, key: str, inputs: JSON, write: Callable[[ItemFiles], JSON]) -> ItemRecord:
+        """Store item ``key``: ``write`` puts its files at temporary paths and returns the JSON
+        result; the files are moved into place, then the record is written. On an exception
+        nothing is stored and the exception propagates."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        item_files = ItemFiles(self.folder, key)
+        try:
+            result = write(item_files)
+            files = item_files._commit()
+        except BaseException:
+            item_files._discard()
+            raise
         return self.put(key, inputs, result=result, files=files)
 
     def keys(self) -> list[str]:

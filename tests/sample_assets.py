@@ -11,6 +11,8 @@ from pathlib import Path
 import dagster as dg
 
 from chara_assets.partitions import CHARACTER_DIMENSION, character_language_partitions
+from chara_resources.brainbox import BrainBoxResource, RoleBinding
+from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
 from chara_resources.storage import ChraStorage, FolderIOManager
 
@@ -102,18 +104,59 @@ def media_report(media_folder: MediaFolder) -> dg.MaterializeResult:
     )
 
 
+class EchoConfig(dg.Config):
+    items: int = 5
+    sleep_s: float = 0.0
+
+
+@dg.asset(partitions_def=character_language_partitions)
+def echo_items(
+    context: dg.AssetExecutionContext,
+    config: EchoConfig,
+    brainbox: BrainBoxResource,
+    storage: ChraStorage,
+) -> dg.MaterializeResult:
+    step = storage.work(context).step("echo")
+    jobs = [Job({"text": f"item {i}", "sleep_s": config.sleep_s}) for i in range(config.items)]
+    outcome = brainbox.run(context, step, "llm", "question", jobs)
+    outcome.check(max_failure_ratio=0.0)
+    return dg.MaterializeResult(
+        value=CountedItems(values=[r.result for r in outcome.records()]),
+        metadata={"submitted": outcome.submitted, "reused": outcome.reused},
+    )
+
+
+def echo_brainbox(url: str, retry_for_s: float = 30.0) -> BrainBoxResource:
+    """The LLM role played by the fault-test decider."""
+    return BrainBoxResource(
+        url=url,
+        retry_for_s=retry_for_s,
+        roles={"llm": RoleBinding(decider="SleepyEcho", methods={"question": "echo"})},
+    )
+
+
 def storage_resources(home: Path) -> dict[str, object]:
     storage = ChraStorage(root=str(home))
     return {"storage": storage, "io_manager": FolderIOManager(storage=storage)}
 
 
-def run(asset, home: Path, config: dg.Config, partition: str = PARTITION, **kwargs):
+def run(
+    asset,
+    home: Path,
+    config: dg.Config,
+    partition: str = PARTITION,
+    brainbox: BrainBoxResource | None = None,
+    **kwargs,
+):
+    resources = storage_resources(home)
+    if brainbox is not None:
+        resources["brainbox"] = brainbox
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(CHARACTER_DIMENSION, ["kiki"])
         return dg.materialize(
             [asset],
             instance=instance,
-            resources=storage_resources(home),
+            resources=resources,
             partition_key=partition,
             run_config=dg.RunConfig({asset.key.path[-1]: config}),
             **kwargs,
@@ -122,7 +165,8 @@ def run(asset, home: Path, config: dg.Config, partition: str = PARTITION, **kwar
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("asset", choices=["counted", "media"])
+    parser.add_argument("asset", choices=["counted", "media", "echo"])
+    parser.add_argument("--brainbox", default="")
     parser.add_argument("--home", required=True)
     parser.add_argument("--log", required=True)
     parser.add_argument("--items", type=int, default=20)
@@ -132,6 +176,9 @@ def main() -> None:
     if args.asset == "counted":
         config = CountedConfig(items=args.items, delay_s=args.delay, log=args.log)
         run(counted_items, Path(args.home), config)
+    elif args.asset == "echo":
+        config = EchoConfig(items=args.items, sleep_s=args.delay)
+        run(echo_items, Path(args.home), config, brainbox=echo_brainbox(args.brainbox))
     else:
         config = MediaConfig(
             version=args.version, files=args.items, delay_s=args.delay, log=args.log

@@ -1,0 +1,159 @@
+"""BrainBox as a Dagster resource: roles mapped to deciders, batches through the work cache.
+
+Pipelines ask for a *role* (``cloner``, ``recognizer``...), never a decider: configuration maps
+each role to a decider, its model parameter and, where they differ, its method names. With no
+URL configured, chara starts the embedded BrainBox on this machine.
+"""
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from .brainbox_client import BrainBoxClient
+from .brainbox_jobs import BatchOutcome, Call, Job, run_jobs, run_long_job
+from .embedded.launcher import EmbeddedBrainBox
+from .settings import chara_home
+from .work_cache import ItemRecord, WorkStep
+
+ROLES = (
+    "cloner",
+    "recognizer",
+    "phonemizer",
+    "llm",
+    "speaker_embedder",
+    "face_embedder",
+    "piper_trainer",
+    "piper_voice",
+)
+
+
+class RoleBinding(dg.Config):
+    """The decider that plays a role, with the production deciders' method names."""
+
+    decider: str
+    parameter: str | None = Field(default=None, description="model inside the decider")
+    methods: dict[str, str] = Field(
+        default_factory=dict, description="production method name -> this decider's method"
+    )
+
+
+# A GPU BrainBox with the production deciders.
+PRODUCTION_ROLES: dict[str, RoleBinding] = {
+    "cloner": RoleBinding(decider="CosyVoice"),
+    "recognizer": RoleBinding(decider="Vosk"),
+    "phonemizer": RoleBinding(decider="EspeakPhonemizer"),
+    "llm": RoleBinding(decider="Ollama", parameter="llama3.1:8b"),
+    "speaker_embedder": RoleBinding(decider="Resemblyzer"),
+    "face_embedder": RoleBinding(decider="InsightFace"),
+    "piper_trainer": RoleBinding(decider="PiperTraining"),
+    "piper_voice": RoleBinding(decider="Piper"),
+}
+
+# The embedded BrainBox (chara_resources/embedded/deciders.py).
+EMBEDDED_ROLES: dict[str, RoleBinding] = {
+    "phonemizer": RoleBinding(decider="EspeakPhonemizer"),
+    "face_embedder": RoleBinding(decider="NoFaceModel"),
+}
+
+
+class UnknownRole(ValueError):
+    pass
+
+
+class BrainBoxResource(dg.ConfigurableResource):
+    """A BrainBox server: ``url`` (``CHARA_BRAINBOX_URL``) or, when empty, the embedded one."""
+
+    url: str = Field(default="", description="BrainBox URL; empty: the embedded BrainBox")
+    roles: dict[str, RoleBinding] = Field(
+        default_factory=dict, description="overrides of the default role -> decider mapping"
+    )
+    retry_for_s: float = Field(
+        default=120.0, description="how long to keep retrying an unreachable server"
+    )
+    poll_max_s: float = Field(default=5.0, description="longest wait between progress polls")
+    batch_timeout_s: float = Field(
+        default=12 * 3600, description="a batch still running after this is cancelled"
+    )
+    log_every_s: float = Field(default=30.0, description="progress line interval in the log")
+    embedded_folder: str = Field(
+        default="", description="data of the embedded BrainBox; default $CHARA_HOME/brainbox"
+    )
+
+    @property
+    def is_embedded(self) -> bool:
+        return not self.url
+
+    def bindings(self) -> dict[str, RoleBinding]:
+        defaults = EMBEDDED_ROLES if self.is_embedded else PRODUCTION_ROLES
+        return {**defaults, **self.roles}
+
+    def call(self, role: str, method: str) -> Call:
+        """The decider call that plays ``role``'s ``method`` (a production method name)."""
+        if role not in ROLES:
+            raise UnknownRole(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        binding = self.bindings().get(role)
+        if binding is None:
+            raise UnknownRole(
+                f"role {role!r} has no decider on the embedded BrainBox; configure a BrainBox "
+                "that has one (CHARA_BRAINBOX_URL) or map the role in the resource's `roles`"
+            )
+        return Call(binding.decider, binding.methods.get(method, method), binding.parameter)
+
+    def server_url(self) -> str:
+        if self.url:
+            return self.url
+        folder = Path(self.embedded_folder) if self.embedded_folder else chara_home() / "brainbox"
+        return EmbeddedBrainBox(folder).ensure_running()
+
+    @contextmanager
+    def client(self, context: dg.OpExecutionContext | None = None) -> Iterator[BrainBoxClient]:
+        warn = context.log.warning if context is not None else None
+        with BrainBoxClient(
+            self.server_url(), retry_for_s=self.retry_for_s, on_retry=warn
+        ) as client:
+            yield client
+
+    def run(
+        self,
+        context: dg.OpExecutionContext,
+        step: WorkStep,
+        role: str,
+        method: str,
+        jobs: Sequence[Job],
+        *,
+        result_file: str | None = None,
+        timeout_s: float | None = None,
+    ) -> BatchOutcome:
+        """Run a batch of ``role.method`` jobs; results land in ``step`` item by item."""
+        call = self.call(role, method)
+        with self.client(context) as client:
+            return run_jobs(
+                client,
+                step,
+                call,
+                jobs,
+                result_file=result_file,
+                timeout_s=timeout_s or self.batch_timeout_s,
+                poll_max_s=self.poll_max_s,
+                log=context.log.info,
+                log_every_s=self.log_every_s,
+                what=f"{role} ({call.decider}.{call.method})",
+            )
+
+    def run_long(
+        self,
+        context: dg.OpExecutionContext,
+        step: WorkStep,
+        role: str,
+        method: str,
+        job: Job,
+        *,
+        poll_s: float = 10.0,
+    ) -> ItemRecord:
+        """Run one long job (training), forwarding progress and log lines; re-attaches."""
+        call = self.call(role, method)
+        with self.client(context) as client:
+            return run_long_job(client, step, call, job, poll_s=poll_s, log=context.log.info)
