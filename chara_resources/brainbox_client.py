@@ -6,7 +6,6 @@ No Dagster here: the resource in ``brainbox.py`` wraps it. Protocol: ../shared/D
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -14,26 +13,16 @@ from typing import Any
 
 import httpx
 
+from .http import RetryingClient, ServerError, ServerUnavailable
 from .paths import temporary_sibling
 
-# Connection failures and these statuses mean "the server is not there right now": retried
-# until ``retry_for_s`` runs out. A 500 is the server's own error (BrainBox answers every
-# failure with 500 and a traceback): retried only briefly.
-_UNAVAILABLE_STATUSES = {502, 503, 504}
-_SERVER_ERROR_ATTEMPTS = 3
 
-
-class BrainBoxError(RuntimeError):
+class BrainBoxError(ServerError):
     """The BrainBox server answered with an error."""
 
 
-class BrainBoxUnavailable(BrainBoxError):
+class BrainBoxUnavailable(BrainBoxError, ServerUnavailable):
     """The BrainBox server could not be reached within the retry time."""
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:500] if lines else "(empty response)"
 
 
 def _quote(name: str) -> str:
@@ -50,16 +39,30 @@ class BrainBoxClient:
         retry_for_s: float = 120.0,
         request_timeout_s: float = 60.0,
         on_retry: Callable[[str], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.retry_for_s = retry_for_s
-        self._http = httpx.Client(base_url=self.url, timeout=request_timeout_s)
-        self._on_retry = on_retry
-        self._sleep = sleep
+        self._transport = RetryingClient(
+            "BrainBox",
+            url,
+            retry_for_s=retry_for_s,
+            request_timeout_s=request_timeout_s,
+            on_retry=on_retry,
+            hint=" Is the server running? (CHARA_BRAINBOX_URL chooses it; unset, chara "
+            "starts an embedded one)",
+            errors=(BrainBoxError, BrainBoxUnavailable),
+        )
+        self.url = self._transport.url
+        self._http = self._transport.http
+
+    @property
+    def retry_for_s(self) -> float:
+        return self._transport.retry_for_s
+
+    @retry_for_s.setter
+    def retry_for_s(self, value: float) -> None:
+        self._transport.retry_for_s = value
 
     def close(self) -> None:
-        self._http.close()
+        self._transport.close()
 
     def __enter__(self) -> BrainBoxClient:
         return self
@@ -67,44 +70,8 @@ class BrainBoxClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- transport ---------------------------------------------------------------------------
-
     def _call(self, what: str, send: Callable[[], httpx.Response]) -> httpx.Response:
-        deadline = time.monotonic() + self.retry_for_s
-        wait = 0.25
-        server_errors = 0
-        while True:
-            try:
-                response = send()
-            except httpx.TransportError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code < 400:
-                    return response
-                if response.status_code == 500:
-                    server_errors += 1
-                    if server_errors >= _SERVER_ERROR_ATTEMPTS:
-                        raise BrainBoxError(
-                            f"BrainBox at {self.url}: {what} failed: {_last_line(response.text)}"
-                        )
-                    problem = f"HTTP 500: {_last_line(response.text)}"
-                elif response.status_code in _UNAVAILABLE_STATUSES:
-                    problem = f"HTTP {response.status_code}"
-                else:
-                    raise BrainBoxError(
-                        f"BrainBox at {self.url}: {what} failed with HTTP "
-                        f"{response.status_code}: {_last_line(response.text)}"
-                    )
-            if time.monotonic() + wait > deadline:
-                raise BrainBoxUnavailable(
-                    f"BrainBox at {self.url} is not reachable ({what}; last problem: {problem}); "
-                    f"gave up after {self.retry_for_s:.0f} s. Is the server running? "
-                    "(CHARA_BRAINBOX_URL chooses it; unset, chara starts an embedded one)"
-                )
-            if self._on_retry:
-                self._on_retry(f"BrainBox at {self.url}: {problem}; retrying in {wait:.1f} s")
-            self._sleep(wait)
-            wait = min(wait * 2, 10.0)
+        return self._transport.call(what, send)
 
     def _json(self, what: str, method: str, path: str, **kwargs: Any) -> Any:
         response = self._call(what, lambda: self._http.request(method, path, **kwargs))

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import httpx
 import numpy as np
 import pytest
 import soundfile as sf
@@ -67,3 +73,52 @@ def write_tone(path: Path, seconds: float, rate: int = 16000, channels: int = 1)
     data = np.stack([tone] * channels, axis=1) if channels > 1 else tone
     sf.write(path, data, rate)
     return path
+
+
+@dataclass
+class AvatarServer:
+    url: str
+    folder: Path  # its cache/ and resources/ folders
+    process: subprocess.Popen
+
+
+@pytest.fixture(scope="session")
+def _avatar_process(tmp_path_factory: pytest.TempPathFactory):
+    """The real kaia-avatar server on a free loopback port; stopped by its process id."""
+    from chara_resources.embedded.launcher import free_port
+
+    port, folder = free_port(), tmp_path_factory.mktemp("avatar")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.avatar_server", str(port), str(folder)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, "the Avatar server exited at start"
+        try:
+            if httpx.get(f"{url}/heartbeat", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the Avatar server did not start"
+        time.sleep(0.1)
+    yield AvatarServer(url, folder, process)
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture
+def avatar_server(_avatar_process: AvatarServer) -> AvatarServer:
+    """The session's Avatar server with empty cache and resources (it starts in ~5 s)."""
+    for section in ("cache", "resources"):
+        shutil.rmtree(_avatar_process.folder / section, ignore_errors=True)
+        (_avatar_process.folder / section).mkdir()
+    return _avatar_process
