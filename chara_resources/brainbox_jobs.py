@@ -90,15 +90,35 @@ class BatchOutcome:
             )
 
 
-def _pending_path(step: WorkStep, key: str) -> Path:
-    return step.folder / f"{key}.job"
+# Job ids of submitted, not yet stored items: one file per submitted batch,
+# ``<step>/_submitted/<batch>.json`` = ``{item key: job id}``, written before the submission.
 
 
-def _read_pending(step: WorkStep, key: str) -> dict[str, str] | None:
-    try:
-        return json.loads(_pending_path(step, key).read_text())
-    except (OSError, ValueError):
-        return None
+def _submitted_folder(step: WorkStep) -> Path:
+    return step.folder / "_submitted"
+
+
+def _read_submitted(step: WorkStep) -> dict[str, str]:
+    """Item key -> job id of every batch an earlier run submitted and did not finish storing."""
+    found: dict[str, str] = {}
+    folder = _submitted_folder(step)
+    for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+        try:
+            found.update(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # torn by a power cut: those jobs are submitted again
+    return found
+
+
+def _record_submitted(step: WorkStep, batch: str, jobs: dict[str, str]) -> Path:
+    path = _submitted_folder(step) / f"{batch}.json"
+    atomic_write_json(path, jobs, durable=False)
+    return path
+
+
+def _forget_submitted(step: WorkStep, batches: set[str]) -> None:
+    for batch in batches:
+        (_submitted_folder(step) / f"{batch}.json").unlink(missing_ok=True)
 
 
 def _job_error(record: dict[str, Any]) -> str | None:
@@ -183,21 +203,23 @@ def run_jobs(
 
     # Re-attach to jobs an earlier run submitted, unless the server lost or cancelled them.
     waiting: dict[str, str] = {}  # job id -> key
-    pending = {key: p for key in todo if (p := _read_pending(step, key)) is not None}
-    known = client.known_jobs(p["job_id"] for p in pending.values())
-    for key, marker in pending.items():
-        summary = known.get(marker["job_id"])
+    submitted = _read_submitted(step)
+    pending = {key: submitted[key] for key in todo if key in submitted}
+    known = client.known_jobs(pending.values())
+    for key, job_id in pending.items():
+        summary = known.get(job_id)
         if summary is not None and summary.get("error") != CANCELLED:
-            waiting[marker["job_id"]] = key
+            waiting[job_id] = key
     outcome.attached = len(waiting)
+    earlier_batches = set(_read_submitted_batches(step))
 
     batch = f"chara-{uuid.uuid4().hex[:12]}"
     new_jobs = []
+    attached_keys = set(waiting.values())
     for key, job in todo.items():
-        if key in waiting.values():
+        if key in attached_keys:
             continue
         job_id = f"{batch}-{len(new_jobs):06d}"
-        atomic_write_json(_pending_path(step, key), {"job_id": job_id, "batch": batch})
         new_jobs.append(
             {
                 "id": job_id,
@@ -210,6 +232,8 @@ def run_jobs(
             }
         )
         waiting[job_id] = key
+    if new_jobs:
+        _record_submitted(step, batch, {j["info"]["chara_item"]: j["id"] for j in new_jobs})
     if new_jobs:
         client.add_jobs(new_jobs)
         outcome.submitted = len(new_jobs)
@@ -236,7 +260,13 @@ def run_jobs(
         # stay in the work cache, so a re-run fetches whatever finished meanwhile.
         _cancel_quietly(client, waiting, log)
         raise
+    _forget_submitted(step, earlier_batches | {batch})
     return outcome
+
+
+def _read_submitted_batches(step: WorkStep) -> list[str]:
+    folder = _submitted_folder(step)
+    return [p.stem for p in folder.glob("*.json")] if folder.exists() else []
 
 
 def _batches(waiting: dict[str, str]) -> set[str]:
@@ -350,7 +380,6 @@ def _collect(
             outcome.errors[key] = error
         else:
             outcome.succeeded += 1
-        _pending_path(step, key).unlink(missing_ok=True)
         del waiting[job_id]
 
 
@@ -400,21 +429,22 @@ def run_long_job(
         step.reused += 1
         return found
     step.folder.mkdir(parents=True, exist_ok=True)
-    marker = _read_pending(step, key)
-    job_id = None
-    if marker is not None:
-        summary = client.known_jobs([marker["job_id"]]).get(marker["job_id"])
-        if summary is not None and summary.get("error") != CANCELLED:
-            job_id = marker["job_id"]
+    job_id = _read_submitted(step).get(key)
+    if job_id is not None:
+        summary = client.known_jobs([job_id]).get(job_id)
+        if summary is None or summary.get("error") == CANCELLED:
+            job_id = None
+        else:
             log(f"{call.decider}.{call.method}: re-attached to running job {job_id}")
     if job_id is None:
-        job_id = f"chara-{uuid.uuid4().hex[:12]}-000000"
-        atomic_write_json(_pending_path(step, key), {"job_id": job_id, "batch": job_id})
+        batch = f"chara-{uuid.uuid4().hex[:12]}"
+        job_id = f"{batch}-000000"
+        _record_submitted(step, batch, {key: job_id})
         client.add_jobs(
             [
                 {
                     "id": job_id,
-                    "batch": job_id.rsplit("-", 1)[0],
+                    "batch": batch,
                     "decider": call.decider,
                     "method": call.method,
                     "parameter": call.parameter,
@@ -452,7 +482,7 @@ def run_long_job(
         raise
     error = _job_error(record)
     inputs = {"job": job_id, "arguments": record.get("arguments")}
-    _pending_path(step, key).unlink(missing_ok=True)
+    _forget_submitted(step, {job_id.rsplit("-", 1)[0]})
     if error is not None:
         step.failed += 1
         return step.put(key, inputs, error=error)

@@ -73,24 +73,29 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old or the new file."""
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old or the new file.
+
+    ``durable``: flush to disk before the rename, so that even a power cut leaves the old or
+    the new content. Without it a killed process still loses nothing, and a power cut may
+    leave a torn file, which readers of the work cache detect and recompute.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_json(path: Path, value: Any) -> None:
-    atomic_write_bytes(
-        path, json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True).encode()
-    )
+def atomic_write_json(path: Path, value: Any, *, durable: bool = True) -> None:
+    data = json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True).encode()
+    atomic_write_bytes(path, data, durable=durable)
 
 
 @contextmanager

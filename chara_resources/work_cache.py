@@ -138,6 +138,8 @@ class WorkStep:
     ) -> ItemRecord:
         """Store an item's record (after its files are in place)."""
         files = dict(files or {})
+        # Not fsynced per item (thousands of items): a record torn by a power cut reads as
+        # missing and is recomputed; a killed process loses nothing.
         atomic_write_json(
             self._record_path(key),
             {
@@ -147,6 +149,7 @@ class WorkStep:
                 "error": error,
                 "files": {suffix: p.name for suffix, p in files.items()},
             },
+            durable=False,
         )
         return ItemRecord(key=key, result=result, error=error, files=files)
 

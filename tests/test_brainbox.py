@@ -59,7 +59,7 @@ def test_batch_results_land_in_the_work_cache(server, tmp_path: Path) -> None:
     assert (outcome.submitted, outcome.succeeded, outcome.failed) == (5, 5, 0)
     assert [r.result for r in outcome.records()] == [f"ITEM {i}" for i in range(5)]
     assert any("5/5 finished" in line for line in lines)
-    assert not list(step.folder.glob("*.job"))  # no pending markers left
+    assert not list((step.folder / "_submitted").glob("*"))  # no job ids left to re-attach
 
     with BrainBoxClient(server.running_url()) as client:
         again = run_jobs(client, step, ECHO, _echo_jobs(6), log=lines.append)
@@ -177,7 +177,9 @@ def test_killed_run_reattaches_instead_of_resubmitting(server, tmp_path: Path) -
     )
     step = WorkCache(work).step("echo")
     deadline = time.monotonic() + 30
-    while len(list(step.folder.glob("*.job"))) < 10 or _jobs_in_database(server) < 10:
+    while (
+        len(list((step.folder / "_submitted").glob("*.json"))) < 1 or _jobs_in_database(server) < 10
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     time.sleep(0.5)
