@@ -80,6 +80,22 @@ def dev(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def brainbox(args: argparse.Namespace) -> int:
+    """Status of the embedded BrainBox (the server chara starts when no URL is configured)."""
+    from chara_resources.embedded.launcher import EmbeddedBrainBox
+
+    box = EmbeddedBrainBox(chara_home() / "brainbox")
+    if args.action == "stop":
+        print("stopped" if box.stop() else "not running")
+    elif args.action == "start":
+        print(f"running at {box.ensure_running()}")
+    else:
+        url = box.running_url()
+        print(f"running at {url} (pid {box.state().pid})" if url else "not running")
+        print(f"data and log: {box.folder}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chara", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     dev_parser.add_argument("--host", default="127.0.0.1")
     dev_parser.add_argument("--port", type=int, default=3000)
     dev_parser.set_defaults(func=dev)
+    box_parser = commands.add_parser("brainbox", help="the embedded BrainBox server")
+    box_parser.add_argument(
+        "action", nargs="?", choices=["status", "start", "stop"], default="status"
+    )
+    box_parser.set_defaults(func=brainbox)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -6,6 +6,8 @@ import os
 
 import dagster as dg
 
+from chara_resources.avatar import AvatarResource
+from chara_resources.brainbox import BrainBoxResource
 from chara_resources.settings import chara_home
 from chara_resources.storage import ChraStorage, FolderIOManager
 
@@ -29,6 +31,9 @@ defs = dg.Definitions(
     resources={
         "storage": storage,
         "io_manager": FolderIOManager(storage=storage),
+        # Empty URLs: the embedded BrainBox and the local Avatar folder (see README).
+        "brainbox": BrainBoxResource(url=os.environ.get("CHARA_BRAINBOX_URL", "")),
+        "avatar": AvatarResource(url=os.environ.get("CHARA_AVATAR_URL", "")),
         "characters": CharacterCatalog(
             characters_dir=os.environ.get("CHARA_CHARACTERS", "characters"),
             users_dir=os.environ.get("CHARA_USERS", "users"),

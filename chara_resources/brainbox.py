@@ -54,6 +54,8 @@ PRODUCTION_ROLES: dict[str, RoleBinding] = {
 
 # The embedded BrainBox (chara_resources/embedded/deciders.py).
 EMBEDDED_ROLES: dict[str, RoleBinding] = {
+    "cloner": RoleBinding(decider="StandInVoice"),  # NOT cloning: see the decider
+    "recognizer": RoleBinding(decider="EmbeddedRecognizer"),
     "phonemizer": RoleBinding(decider="EspeakPhonemizer"),
     "face_embedder": RoleBinding(decider="NoFaceModel"),
 }

@@ -16,6 +16,12 @@ DAGSTER_YAML = """\
 # Written by chara on first start; edit freely (chara never overwrites it).
 telemetry:
   enabled: false
+concurrency:
+  pools:
+    # Assets that send work to a BrainBox declare its pool (CHARA_BRAINBOX_POOL, default
+    # "brainbox"): one such step at a time per server, whatever the number of runs. Raise it
+    # for a server that can take more: dagster instance concurrency set brainbox 2
+    default_limit: 1
 """
 
 
@@ -35,3 +41,8 @@ def ensure_dagster_home() -> Path:
         config.write_text(DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def brainbox_pool() -> str:
+    """The Dagster pool of the configured BrainBox (one pool per server)."""
+    return os.environ.get("CHARA_BRAINBOX_POOL", "brainbox")

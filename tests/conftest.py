@@ -122,3 +122,22 @@ def avatar_server(_avatar_process: AvatarServer) -> AvatarServer:
         shutil.rmtree(_avatar_process.folder / section, ignore_errors=True)
         (_avatar_process.folder / section).mkdir()
     return _avatar_process
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A skipped test is a failure: ./scripts/setup installs everything every test needs, so a
+    skip means a missing install step. CHARA_ALLOW_SKIPS=1 allows skips on a partial setup."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and not os.environ.get("CHARA_ALLOW_SKIPS")
+        and not hasattr(report, "wasxfail")
+    ):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped ({reason}), but ./scripts/setup installs everything the tests need; "
+            "set CHARA_ALLOW_SKIPS=1 to allow skips on a partial setup"
+        )

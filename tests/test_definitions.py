@@ -19,7 +19,7 @@ def test_definitions_list_the_platform() -> None:
     assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
         "character_job"
     ]
-    assert sorted(defs.resources) == ["characters", "io_manager", "storage"]
+    assert sorted(defs.resources) == ["avatar", "brainbox", "characters", "io_manager", "storage"]
     sensor = repo.get_sensor_def("character_files")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 

@@ -7,7 +7,16 @@ machine are here; roles without one (face embeddings) fail with a clear message.
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import uuid
+from pathlib import Path
+
 from brainbox import ISelfManagingDecider
+
+from ..paths import atomic_write_json, check_relative_file
+from ..settings import chara_home
 
 # Production deciders take a language code where espeak needs a voice name.
 _ESPEAK_VOICES = {"en": "en-us"}
@@ -29,6 +38,100 @@ class EspeakPhonemizer(ISelfManagingDecider):
         return self._espeak.phonemize(list(text), _ESPEAK_VOICES.get(language, language))
 
 
+def _cache_file(decider: ISelfManagingDecider, name: str) -> Path:
+    """A file the job names in the BrainBox cache (no paths outside it)."""
+    path = decider.cache_folder / check_relative_file(name, "cache file")
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {name!r} in the BrainBox cache")
+    return path
+
+
+def vosk_models_from_env(value: str | None = None) -> dict[str, Path]:
+    """``CHARA_VOSK_MODELS="en=/models/vosk-en,de=/models/vosk-de"`` -> language -> folder."""
+    value = os.environ.get("CHARA_VOSK_MODELS", "") if value is None else value
+    models = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        language, sep, folder = part.partition("=")
+        if not sep or not language.strip() or not folder.strip():
+            raise ValueError(f"CHARA_VOSK_MODELS: {part!r} must look like 'en=/path/to/model'")
+        models[language.strip()] = Path(folder.strip())
+    return models
+
+
+class EmbeddedRecognizer(ISelfManagingDecider):
+    """``transcribe_to_array(file, model)`` -> ``[{word, start, end, conf}]``, like Vosk.
+
+    ``model`` is the language code. A Vosk model folder configured for the language
+    (``CHARA_VOSK_MODELS``) is used when present; otherwise the models that ship in packages:
+    pocketsphinx for English, Whisper base for German and Russian.
+    """
+
+    def __init__(self) -> None:
+        self._recognizer = None
+
+    def transcribe_to_array(self, file: str, model: str) -> list[dict]:
+        from .recognition import Recognizer
+
+        if self._recognizer is None:
+            self._recognizer = Recognizer(
+                vosk_models_from_env(), whisper_cache_dir=chara_home() / "models"
+            )
+        return [dict(w) for w in self._recognizer.transcribe(_cache_file(self, file), model)]
+
+
+_CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
+_GERMAN_MARKS = re.compile(r"[äöüß]", re.IGNORECASE)
+_GERMAN_WORDS = {"der", "die", "das", "und", "ich", "nicht", "ist", "ein", "eine", "zu", "mit"}
+_ENGLISH_WORDS = {"the", "and", "i", "is", "you", "to", "a", "of", "it", "not", "with"}
+
+
+def guess_language(text: str) -> str:
+    """en, de or ru from the script, umlauts and common words (for the stand-in voice only)."""
+    if _CYRILLIC.search(text):
+        return "ru"
+    words = re.findall(r"[a-zäöüß]+", text.lower())
+    german = sum(w in _GERMAN_WORDS for w in words) + 2 * len(_GERMAN_MARKS.findall(text))
+    english = sum(w in _ENGLISH_WORDS for w in words)
+    return "de" if german > english else "en"
+
+
+class StandInVoice(ISelfManagingDecider):
+    """Plays the ``cloner`` role on this machine WITHOUT cloning anything.
+
+    ``train(voice, text, file)`` registers a voice id (the reference audio is not used) and
+    ``voice_to_text(voice, text)`` speaks with a fixed stand-in voice chosen by the id: the
+    packaged Piper voice for English, espeak-ng for German, festival (else espeak-ng) for
+    Russian. It lets the voice chain run end to end on real speech; real cloning needs a GPU
+    BrainBox with CosyVoice.
+    """
+
+    def __init__(self) -> None:
+        self._voices = None
+
+    def _registry(self) -> Path:
+        return self.cache_folder / "stand-in-voices.json"
+
+    def train(self, voice: str, text: str, file: str) -> str:
+        _cache_file(self, file)  # the same contract as CosyVoice: the reference must exist
+        registry = json.loads(self._registry().read_text()) if self._registry().exists() else {}
+        registry[voice] = {"language": guess_language(text)}
+        atomic_write_json(self._registry(), registry)
+        return voice
+
+    def voice_to_text(self, voice: str, text: str) -> str:
+        from .speech import StandInVoices, voice_variant
+
+        if self._voices is None:
+            self._voices = StandInVoices()
+        registry = json.loads(self._registry().read_text()) if self._registry().exists() else {}
+        if voice not in registry:
+            raise ValueError(f"voice {voice!r} is not registered; call train first")
+        language = registry[voice]["language"]
+        name = f"stand-in-{uuid.uuid4().hex}.wav"
+        self._voices.speak(text, language, self.cache_folder / name, variant=voice_variant(voice))
+        return name
+
+
 class NoFaceModel(ISelfManagingDecider):
     """Stands where InsightFace would: no face model can be had on this machine."""
 
@@ -43,5 +146,7 @@ class NoFaceModel(ISelfManagingDecider):
 # "module:Class" of every decider the embedded server hosts by default.
 DEFAULT_DECIDERS = [
     f"{__name__}:EspeakPhonemizer",
+    f"{__name__}:EmbeddedRecognizer",
+    f"{__name__}:StandInVoice",
     f"{__name__}:NoFaceModel",
 ]
