@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,17 @@ from chara_assets.characters.resource import CharacterCatalog
 from chara_assets.partitions import CHARACTER_DIMENSION
 from chara_resources.settings import PROJECT_ROOT
 from chara_resources.storage import ChraStorage, FolderIOManager
+
+_SESSION_HOME = tempfile.mkdtemp(prefix="chara-tests-")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests never write into a real storage root, whatever CHARA_HOME the shell has.
+    os.environ["CHARA_HOME"] = _SESSION_HOME
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture

