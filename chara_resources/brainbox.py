@@ -57,6 +57,8 @@ EMBEDDED_ROLES: dict[str, RoleBinding] = {
     "cloner": RoleBinding(decider="StandInVoice"),  # NOT cloning: see the decider
     "recognizer": RoleBinding(decider="EmbeddedRecognizer"),
     "phonemizer": RoleBinding(decider="EspeakPhonemizer"),
+    "llm": RoleBinding(decider="LlamaCpp", parameter="smollm2-135m-instruct"),
+    "speaker_embedder": RoleBinding(decider="Resemblyzer"),
     "face_embedder": RoleBinding(decider="NoFaceModel"),
 }
 

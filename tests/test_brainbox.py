@@ -16,7 +16,7 @@ import pytest
 
 from chara_resources.brainbox import BrainBoxResource, RoleBinding, UnknownRole
 from chara_resources.brainbox_client import BrainBoxClient, BrainBoxUnavailable
-from chara_resources.brainbox_jobs import BatchFailed, Call, Job, run_jobs
+from chara_resources.brainbox_jobs import BatchFailed, Call, Job, run_jobs, run_long_job
 from chara_resources.embedded.launcher import EmbeddedBrainBox, free_port
 from chara_resources.settings import PROJECT_ROOT
 from chara_resources.work_cache import WorkCache
@@ -254,3 +254,61 @@ def test_embedded_server_listens_on_loopback_only(server) -> None:
     port = server.state().port
     assert httpx.get(f"http://127.0.0.1:{port}/heartbeat").status_code == 200
     assert _listening(port) == ["0100007F"]  # 127.0.0.1, and nothing else
+
+
+def test_long_job_forwards_progress_and_log_lines(server, tmp_path: Path) -> None:
+    step = WorkCache(tmp_path / "work").step("train")
+    lines: list[str] = []
+    with BrainBoxClient(server.running_url()) as client:
+        record = run_long_job(
+            client,
+            step,
+            Call("SleepyEcho", "long"),
+            Job({"steps": 5, "sleep_s": 0.2}),
+            poll_s=0.05,
+            log=lines.append,
+        )
+    assert record.ok and record.result == {"steps": 5}
+    assert [line for line in lines if line.startswith("[SleepyEcho]")] == [
+        f"[SleepyEcho] step {i} of 5" for i in range(1, 6)
+    ]
+    assert "SleepyEcho.long: 100%" in lines
+
+
+def test_restarted_run_reattaches_to_the_running_long_job(server, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from chara_resources.brainbox_client import BrainBoxClient\n"
+        "from chara_resources.brainbox_jobs import Call, Job, run_long_job\n"
+        "from chara_resources.work_cache import WorkCache\n"
+        "step = WorkCache(Path(sys.argv[2])).step('train')\n"
+        "with BrainBoxClient(sys.argv[1]) as client:\n"
+        "    run_long_job(client, step, Call('SleepyEcho', 'long'),\n"
+        "                 Job({'steps': 15, 'sleep_s': 0.2}), poll_s=0.1, log=print)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, server.running_url(), str(work)], cwd=PROJECT_ROOT
+    )
+    deadline = time.monotonic() + 30
+    while _jobs_in_database(server, "accepted_timestamp is not null") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(process.pid, signal.SIGKILL)  # the Dagster run dies; the training goes on
+    process.wait()
+
+    lines: list[str] = []
+    with BrainBoxClient(server.running_url()) as client:
+        record = run_long_job(
+            client,
+            WorkCache(work).step("train"),
+            Call("SleepyEcho", "long"),
+            Job({"steps": 15, "sleep_s": 0.2}),
+            poll_s=0.1,
+            log=lines.append,
+        )
+    assert record.result == {"steps": 15}
+    assert any("re-attached to running job" in line for line in lines)
+    assert _jobs_in_database(server) == 1  # one training, not two

@@ -132,6 +132,40 @@ class StandInVoice(ISelfManagingDecider):
         return name
 
 
+class Resemblyzer(ISelfManagingDecider):
+    """``vector(file)`` -> 256 floats (unit norm): the voice in one recording."""
+
+    def __init__(self) -> None:
+        self._embedder = None
+
+    def vector(self, file: str) -> list[float]:
+        from .speaker import SpeakerEmbedder
+
+        if self._embedder is None:
+            self._embedder = SpeakerEmbedder()
+        return self._embedder.vector(_cache_file(self, file))
+
+
+class LlamaCpp(ISelfManagingDecider):
+    """``question(prompt, system_prompt)`` -> text, like Ollama; the job's ``parameter`` names
+    a model that ships in a package (default SmolLM2-135M-Instruct: small, weak, but real)."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, object] = {}
+        self._parameter: str | None = None
+
+    def warmup(self, parameter: str | None) -> None:
+        self._parameter = parameter
+
+    def question(self, prompt: str, system_prompt: str | None = None) -> str:
+        from .llm import LocalLLM
+
+        name = self._parameter or "smollm2-135m-instruct"
+        if name not in self._models:
+            self._models[name] = LocalLLM(name)
+        return self._models[name].question(prompt, system_prompt)
+
+
 class NoFaceModel(ISelfManagingDecider):
     """Stands where InsightFace would: no face model can be had on this machine."""
 
@@ -148,5 +182,7 @@ DEFAULT_DECIDERS = [
     f"{__name__}:EspeakPhonemizer",
     f"{__name__}:EmbeddedRecognizer",
     f"{__name__}:StandInVoice",
+    f"{__name__}:Resemblyzer",
+    f"{__name__}:LlamaCpp",
     f"{__name__}:NoFaceModel",
 ]
