@@ -148,18 +148,7 @@ class HttpAvatarStore(AvatarStore):
 
     def download(self, section: Section, name: str, dst: Path) -> Path:
         path = self._path(section, "open", name)
-
-        def send() -> httpx.Response:
-            return self._http.send(self._http.build_request("GET", path), stream=True)
-
-        response = self._client.call(f"downloading {section}/{name}", send)
-        try:
-            with temporary_sibling(dst) as tmp, open(tmp, "wb") as f:
-                for block in response.iter_bytes(1 << 16):
-                    f.write(block)
-        finally:
-            response.close()
-        return dst
+        return self._client.download(f"downloading {section}/{name}", path, dst)
 
     def upload(self, section: Section, name: str, src: Path | bytes) -> None:
         path = self._path(section, "upload", name)

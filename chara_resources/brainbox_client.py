@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 
 from .http import RetryingClient, ServerError, ServerUnavailable
-from .paths import temporary_sibling
 
 
 class BrainBoxError(ServerError):
@@ -180,19 +179,7 @@ class BrainBoxClient:
 
     def download(self, name: str, dst: Path) -> Path:
         """Stream a cache file to ``dst`` (written atomically)."""
-
-        def send() -> httpx.Response:
-            request = self._http.build_request("GET", f"/cache/open/{_quote(name)}")
-            return self._http.send(request, stream=True)
-
-        response = self._call(f"downloading {name}", send)
-        try:
-            with temporary_sibling(dst) as tmp, open(tmp, "wb") as f:
-                for block in response.iter_bytes(1 << 16):
-                    f.write(block)
-        finally:
-            response.close()
-        return dst
+        return self._transport.download(f"downloading {name}", f"/cache/open/{_quote(name)}", dst)
 
     def delete(self, name: str) -> None:
         self._call(f"deleting {name}", lambda: self._http.post(f"/cache/delete/{_quote(name)}"))

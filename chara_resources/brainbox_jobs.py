@@ -46,6 +46,23 @@ class Call:
     parameter: str | None = None
 
 
+def _new_batch() -> str:
+    return f"chara-{uuid.uuid4().hex[:12]}"
+
+
+def _description(call: Call, job: Job, job_id: str, batch: str, key: str) -> dict[str, Any]:
+    """What BrainBox's base-add takes for one job; ``info`` names the item for people."""
+    return {
+        "id": job_id,
+        "batch": batch,
+        "decider": call.decider,
+        "method": call.method,
+        "parameter": call.parameter,
+        "arguments": job.arguments,
+        "info": {"chara_item": key},
+    }
+
+
 class BatchFailed(RuntimeError):
     """Too many items of a batch failed."""
 
@@ -213,24 +230,14 @@ def run_jobs(
     outcome.attached = len(waiting)
     earlier_batches = set(_read_submitted_batches(step))
 
-    batch = f"chara-{uuid.uuid4().hex[:12]}"
+    batch = _new_batch()
     new_jobs = []
     attached_keys = set(waiting.values())
     for key, job in todo.items():
         if key in attached_keys:
             continue
         job_id = f"{batch}-{len(new_jobs):06d}"
-        new_jobs.append(
-            {
-                "id": job_id,
-                "batch": batch,
-                "decider": call.decider,
-                "method": call.method,
-                "parameter": call.parameter,
-                "arguments": job.arguments,
-                "info": {"chara_item": key},
-            }
-        )
+        new_jobs.append(_description(call, job, job_id, batch, key))
         waiting[job_id] = key
     if new_jobs:
         _record_submitted(step, batch, {j["info"]["chara_item"]: j["id"] for j in new_jobs})
@@ -437,22 +444,10 @@ def run_long_job(
         else:
             log(f"{call.decider}.{call.method}: re-attached to running job {job_id}")
     if job_id is None:
-        batch = f"chara-{uuid.uuid4().hex[:12]}"
+        batch = _new_batch()
         job_id = f"{batch}-000000"
         _record_submitted(step, batch, {key: job_id})
-        client.add_jobs(
-            [
-                {
-                    "id": job_id,
-                    "batch": batch,
-                    "decider": call.decider,
-                    "method": call.method,
-                    "parameter": call.parameter,
-                    "arguments": job.arguments,
-                    "info": {"chara_item": key},
-                }
-            ]
-        )
+        client.add_jobs([_description(call, job, job_id, batch, key)])
         log(f"{call.decider}.{call.method}: submitted job {job_id}")
     deadline = time.monotonic() + timeout_s
     lines_seen = 0

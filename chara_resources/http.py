@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+
+from .paths import temporary_sibling
 
 # Connection failures and these statuses mean "the server is not there right now": retried
 # until ``retry_for_s`` runs out. A 500 is the server's own error (kaia servers answer every
@@ -75,8 +78,7 @@ class RetryingClient:
                     server_errors += 1
                     if server_errors >= _SERVER_ERROR_ATTEMPTS:
                         raise self._error(
-                            f"{self.name} at {self.url}: {what} failed: "
-                            f"{last_line(response.text)}"
+                            f"{self.name} at {self.url}: {what} failed: {last_line(response.text)}"
                         )
                     problem = f"HTTP 500: {last_line(response.text)}"
                 elif response.status_code in _UNAVAILABLE_STATUSES:
@@ -95,3 +97,18 @@ class RetryingClient:
                 self._on_retry(f"{self.name} at {self.url}: {problem}; retrying in {wait:.1f} s")
             self._sleep(wait)
             wait = min(wait * 2, 10.0)
+
+    def download(self, what: str, path: str, dst: Path) -> Path:
+        """Stream ``GET path`` into ``dst`` (written atomically: no half file on failure)."""
+
+        def send() -> httpx.Response:
+            return self.http.send(self.http.build_request("GET", path), stream=True)
+
+        response = self.call(what, send)
+        try:
+            with temporary_sibling(dst) as tmp, open(tmp, "wb") as f:
+                for block in response.iter_bytes(1 << 16):
+                    f.write(block)
+        finally:
+            response.close()
+        return dst

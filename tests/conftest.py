@@ -87,6 +87,25 @@ def write_tone(path: Path, seconds: float, rate: int = 16000, channels: int = 1)
     return path
 
 
+FAULT_TEST_DECIDERS = [
+    "chara_resources.embedded.deciders:EspeakPhonemizer",
+    "chara_resources.embedded.deciders:NoFaceModel",
+    "tests.fault_deciders:SleepyEcho",
+]
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    """A real BrainBox with the cheap deciders and the fault-test one; stopped by process id."""
+    from chara_resources.embedded.launcher import EmbeddedBrainBox
+
+    box = EmbeddedBrainBox(tmp_path / "brainbox", FAULT_TEST_DECIDERS)
+    box.ensure_running()
+    yield box
+    box.stop()
+    assert box.state() is None
+
+
 @dataclass
 class AvatarServer:
     url: str

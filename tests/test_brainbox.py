@@ -21,21 +21,7 @@ from chara_resources.embedded.launcher import EmbeddedBrainBox, free_port
 from chara_resources.settings import PROJECT_ROOT
 from chara_resources.work_cache import WorkCache
 
-DECIDERS = [
-    "chara_resources.embedded.deciders:EspeakPhonemizer",
-    "chara_resources.embedded.deciders:NoFaceModel",
-    "tests.fault_deciders:SleepyEcho",
-]
 ECHO = Call("SleepyEcho", "echo")
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    box = EmbeddedBrainBox(tmp_path / "brainbox", DECIDERS)
-    box.ensure_running()
-    yield box
-    box.stop()
-    assert box.state() is None
 
 
 def _jobs_in_database(box: EmbeddedBrainBox, where: str = "1 = 1") -> int:

@@ -9,22 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from chara_resources.embedded.launcher import EmbeddedBrainBox, free_port
+from chara_resources.embedded.launcher import free_port
 from chara_resources.settings import PROJECT_ROOT
 from chara_resources.storage import load_manifest
 
 from .sample_assets import EchoConfig, echo_brainbox, echo_items, run
-from .test_brainbox import DECIDERS, _jobs_in_database
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    box = EmbeddedBrainBox(tmp_path / "brainbox", DECIDERS)
-    box.ensure_running()
-    yield box
-    box.stop()
+from .test_brainbox import _jobs_in_database
 
 
 def test_asset_runs_a_batch_and_reuses_it(server, tmp_path: Path) -> None:
