@@ -96,6 +96,32 @@ def brainbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def review(args: argparse.Namespace) -> int:
+    """Start the annotation service on the character's latest text_corpus (its own process)."""
+    from chara_resources.storage import load_manifest
+
+    from .voice.review import review_folder, write_review_task
+
+    corpus_folder = chara_home() / "assets" / "text_corpus" / args.character / args.language
+    if not (corpus_folder / "manifest.json").exists():
+        print(
+            f"error: no text_corpus for {args.character}|{args.language} in {chara_home()}; "
+            "materialize it first",
+            file=sys.stderr,
+        )
+        return 2
+    corpus = load_manifest(corpus_folder)
+    folder = review_folder(chara_home(), args.character, args.language)
+    task = write_review_task(
+        folder, args.character, args.language, corpus.sentences, dagster_url=args.dagster
+    )
+    command = [sys.executable, "-m", "chara_assets.annotation", str(task)]
+    command += ["--host", args.host, "--port", str(args.port)]
+    print(f"reviewing {len(corpus.sentences)} sentences: http://{args.host}:{args.port}")
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chara", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     dev_parser.add_argument("--host", default="127.0.0.1")
     dev_parser.add_argument("--port", type=int, default=3000)
     dev_parser.set_defaults(func=dev)
+    review_parser = commands.add_parser("review", help="review a character's sentences")
+    review_parser.add_argument("character")
+    review_parser.add_argument("language")
+    review_parser.add_argument("--host", default="127.0.0.1")
+    review_parser.add_argument("--port", type=int, default=7860)
+    review_parser.add_argument(
+        "--dagster", default="http://127.0.0.1:3000", help="webserver that FINISH reports to"
+    )
+    review_parser.set_defaults(func=review)
     box_parser = commands.add_parser("brainbox", help="the embedded BrainBox server")
     box_parser.add_argument(
         "action", nargs="?", choices=["status", "start", "stop"], default="status"

@@ -14,6 +14,13 @@ from chara_resources.storage import ChraStorage, FolderIOManager
 from .characters.resource import CharacterCatalog
 from .characters.sensors import build_character_sensor
 from .voice.assets import voice_sample
+from .voice.corpus_assets import (
+    corpus_review,
+    pool_phonemes,
+    reviewed_corpus,
+    sentence_pool,
+    text_corpus,
+)
 
 # What the character sensor runs for each new character|language; grows as chains land.
 character_job = dg.define_asset_job(
@@ -25,7 +32,14 @@ character_job = dg.define_asset_job(
 storage = ChraStorage(root=str(chara_home()))
 
 defs = dg.Definitions(
-    assets=[voice_sample],
+    assets=[
+        voice_sample,
+        sentence_pool,
+        pool_phonemes,
+        text_corpus,
+        corpus_review,
+        reviewed_corpus,
+    ],
     jobs=[character_job],
     sensors=[build_character_sensor(character_job)],
     resources={

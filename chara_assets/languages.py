@@ -1,4 +1,6 @@
-"""The languages chara speaks. Adding one is adding an entry here (and its corpora later)."""
+"""The languages chara speaks. Adding one is adding an entry here: its alphabet, where its
+default corpus and dictionaries live (Debian packages), and the abbreviations that do not end a
+sentence."""
 
 from __future__ import annotations
 
@@ -7,17 +9,77 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Language:
-    code: str  # partition key and ISO 639-1 code
+    code: str
+    """Partition key and ISO 639-1 code."""
     name: str
-    espeak_voice: str  # espeak-ng voice name
+    """English name, for people."""
+    espeak_voice: str
+    """espeak-ng voice name."""
+    letters: str = ""
+    """The alphabet's lower-case letters; their upper-case forms are derived. A pooled sentence
+    holds only these letters, ``,.-`` and spaces."""
+    fortune_dirs: tuple[str, ...] = ()
+    """Folders whose fortune files (``%``-separated records, not recursive) are the default
+    corpus."""
+    corpus_package: str = ""
+    """The Debian package that installs ``fortune_dirs``, named in errors."""
+    corpus_encoding: str = "utf-8"
+    """Encoding of the default corpus files (Debian ships them all as UTF-8)."""
+    word_lists: tuple[str, ...] = ()
+    """Plain word lists, one word form a line, UTF-8."""
+    hunspell: tuple[str, ...] = ()
+    """Hunspell dictionaries (path without ``.aff``/``.dic``): their affix and compound rules
+    give the inflected forms and compounds that word lists lack. Without the rules, their
+    headwords join the word lists in the naive dictionary."""
+    pymorphy: str = ""
+    """pymorphy3 language code ("" for none): its dictionary knows every inflected form; a word
+    either it or the Hunspell dictionaries know is known."""
+    dictionary_packages: tuple[str, ...] = ()
+    """The Debian packages that install ``word_lists`` and ``hunspell``, named in errors."""
+    abbreviations: str = ""
+    """Abbreviations, space-separated, lower case, without their final dot: a dot after one
+    ends no sentence."""
 
 
 LANGUAGES: dict[str, Language] = {
     lang.code: lang
     for lang in (
-        Language(code="de", name="German", espeak_voice="de"),
-        Language(code="en", name="English", espeak_voice="en-us"),
-        Language(code="ru", name="Russian", espeak_voice="ru"),
+        Language(
+            code="de",
+            name="German",
+            espeak_voice="de",
+            letters="abcdefghijklmnopqrstuvwxyzäöüß",
+            fortune_dirs=("/usr/share/games/fortunes/de",),
+            corpus_package="fortunes-de",
+            word_lists=("/usr/share/dict/ngerman", "/usr/share/dict/ogerman"),
+            hunspell=("/usr/share/hunspell/de_DE_frami",),
+            dictionary_packages=("wngerman", "wogerman", "hunspell-de-de-frami"),
+            abbreviations="bzw ca dr evtl ggf hr nr prof st str vgl z.b d.h u.a z.t",
+        ),
+        Language(
+            code="en",
+            name="English",
+            espeak_voice="en-us",
+            letters="abcdefghijklmnopqrstuvwxyz",
+            fortune_dirs=("/usr/share/games/fortunes",),
+            corpus_package="fortunes",
+            word_lists=("/usr/share/dict/american-english",),
+            hunspell=("/usr/share/hunspell/en_US",),
+            dictionary_packages=("wamerican", "hunspell-en-us"),
+            abbreviations="mr mrs ms dr st prof jr sr vs e.g i.e mt gen col lt sgt capt rev",
+        ),
+        Language(
+            code="ru",
+            name="Russian",
+            espeak_voice="ru",
+            letters="абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
+            fortune_dirs=("/usr/share/games/fortunes/ru",),
+            corpus_package="fortunes-ru",
+            hunspell=("/usr/share/hunspell/ru_RU",),
+            pymorphy="ru",
+            dictionary_packages=("hunspell-ru",),
+            abbreviations="т.е т.к г гг им ул см стр",
+        ),
     )
 }
 

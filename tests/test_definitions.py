@@ -13,7 +13,12 @@ from chara_resources.settings import PROJECT_ROOT
 def test_definitions_list_the_platform() -> None:
     repo = defs.get_repository_def()
     assert sorted(k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()) == [
-        "voice_sample"
+        "corpus_review",
+        "pool_phonemes",
+        "reviewed_corpus",
+        "sentence_pool",
+        "text_corpus",
+        "voice_sample",
     ]
     assert sorted(s.name for s in repo.sensor_defs) == ["character_files"]
     assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
@@ -24,12 +29,29 @@ def test_definitions_list_the_platform() -> None:
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 
-def test_every_asset_is_partitioned_by_character_and_language() -> None:
+PER_LANGUAGE = {"sentence_pool", "pool_phonemes"}  # shared by every character of a language
+
+
+def test_every_dataset_is_partitioned_by_character_and_language() -> None:
     repo = defs.get_repository_def()
     for key in repo.asset_graph.get_all_asset_keys():
         partitions = repo.asset_graph.get(key).partitions_def
+        if key.to_user_string() in PER_LANGUAGE:
+            assert partitions.get_partition_keys() == ["de", "en", "ru"], key
+            continue
         assert isinstance(partitions, dg.MultiPartitionsDefinition), key
         assert [d.name for d in partitions.partitions_defs] == ["character", "language"]
+
+
+def test_steps_that_use_brainbox_are_in_its_pool() -> None:
+    repo = defs.get_repository_def()
+    checked = []
+    for key in repo.asset_graph.get_all_asset_keys():
+        node = repo.asset_graph.get(key)
+        if node.is_materializable and "brainbox" in node.assets_def.required_resource_keys:
+            assert node.pools == {"brainbox"}, key
+            checked.append(key.to_user_string())
+    assert "pool_phonemes" in checked
 
 
 def test_definitions_load_without_heavy_imports() -> None:

@@ -47,6 +47,10 @@ class Character(BaseModel):
     description: str = Field(min_length=1, description="personality, for paraphrasing")
     languages: list[LanguageCode] = Field(min_length=1)
     voice_sample: list[VoiceClip] = Field(min_length=1)
+    banned_words: list[str] = Field(
+        default_factory=list,
+        description="words never to appear in the character's voice dataset (any case)",
+    )
 
     @field_validator("languages")
     @classmethod
