@@ -100,6 +100,7 @@ def review(args: argparse.Namespace) -> int:
     """Start the annotation service on the character's latest text_corpus (its own process)."""
     from chara_resources.storage import load_manifest
 
+    from .voice.corpus_assets import TextCorpus
     from .voice.review import review_folder, write_review_task
 
     corpus_folder = chara_home() / "assets" / "text_corpus" / args.character / args.language
@@ -110,7 +111,7 @@ def review(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    corpus = load_manifest(corpus_folder)
+    corpus = load_manifest(corpus_folder, TextCorpus)
     folder = review_folder(chara_home(), args.character, args.language)
     task = write_review_task(
         folder, args.character, args.language, corpus.sentences, dagster_url=args.dagster

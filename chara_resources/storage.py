@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 
@@ -24,6 +25,8 @@ from .paths import (
 )
 from .settings import chara_home
 from .work_cache import WorkCache
+
+M = TypeVar("M", bound=FolderManifest)
 
 
 def partition_segments(
@@ -159,8 +162,14 @@ class FolderIOManager(dg.ConfigurableIOManager):
         return load_manifest(final)
 
 
-def load_manifest(folder: Path) -> FolderManifest:
-    """Read ``manifest.json`` of an asset folder into its typed model, bound to the folder."""
+def load_manifest(folder: Path, expected: type[M] | None = None) -> M:
+    """Read ``manifest.json`` of an asset folder into its typed model, bound to the folder.
+
+    ``expected``: the manifest class the caller wants (checked against the stored kind); without
+    it the class is looked up among those already imported.
+    """
     document = json.loads((folder / MANIFEST_NAME).read_text())
-    cls = manifest_class(document["kind"])
+    if expected is not None and document["kind"] != expected.kind:
+        raise ValueError(f"{folder} holds a {document['kind']}, not a {expected.kind}")
+    cls = expected or manifest_class(document["kind"])
     return cls.model_validate(document["manifest"]).bind(folder)

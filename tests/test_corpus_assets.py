@@ -3,9 +3,16 @@ phonemizer, coverage selection, a person's review (through the annotation log)."
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import dagster as dg
+import httpx
 import pytest
 
 from chara_assets.annotation.log import AnnotationLog, default_log_path
@@ -142,3 +149,43 @@ def test_bad_corpus_files_fail_clearly(chain, tmp_path: Path) -> None:
         chain(sentence_pool, "de", sentence_pool=SentencePoolConfig(extra_files=[str(latin1)]))
     )
     assert str(latin1) in message and "utf-8" in message.lower()
+
+
+def test_chara_review_serves_the_latest_selection(chain, chara_home: Path) -> None:
+    from gradio_client import Client
+
+    from chara_resources.embedded.launcher import free_port
+
+    assert chain(sentence_pool, "en").success
+    assert chain(pool_phonemes, "en").success
+    assert chain(text_corpus, "kiki|en", text_corpus=TextCorpusConfig(target=12)).success
+    port = free_port()
+    chara = Path(sys.executable).parent / "chara"
+    process = subprocess.Popen(
+        [str(chara), "review", "kiki", "en", "--port", str(port)],
+        env={**os.environ, "CHARA_HOME": str(chara_home)},
+        stdout=subprocess.DEVNULL,
+        stderr=open(chara_home / "review.log", "wb"),  # noqa: SIM115
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (chara_home / "review.log").read_text()[-2000:]
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        client = Client(url, verbose=False)
+        state = client.predict(api_name="/state")
+        assert state["total"] == 12 and state["decided"] == 0
+        client.predict("yes", api_name="/decide")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert len(read_review(review_folder(chara_home, "kiki", "en")).accepted) == 1
