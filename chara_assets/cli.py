@@ -30,10 +30,13 @@ def check(_: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Materialize ``character_job`` for the configured characters in the persistent instance,
-    so the results are visible in ``chara dev`` afterwards."""
+    """The main job, in the persistent instance (results visible in ``chara dev`` afterwards):
+    ``language_job`` (sentence pool and its phonemes) for every language the characters speak,
+    then ``character_job`` and ``corpus_job`` for every character|language."""
     ensure_dagster_home()
     import dagster as dg
+
+    from chara_resources.embedded.launcher import EmbeddedBrainBox
 
     from .definitions import defs
     from .partitions import CHARACTER_DIMENSION, CharacterLanguage
@@ -46,25 +49,38 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"error: no valid character file for {', '.join(unknown)}", file=sys.stderr)
         return 2
+    pairs = [
+        CharacterLanguage(name, language)
+        for name in names
+        for language in catalog.characters[name].languages
+        if not args.language or language in args.language
+    ]
     instance = dg.DagsterInstance.get()
     instance.add_dynamic_partitions(CHARACTER_DIMENSION, names)
-    job = defs.resolve_job_def("character_job")
+    logging = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
+    embedded = EmbeddedBrainBox(chara_home() / "brainbox")
+    was_running = embedded.running_url() is not None
     failures = 0
-    for name in names:
-        for language in catalog.characters[name].languages:
-            if args.language and language not in args.language:
-                continue
-            pair = CharacterLanguage(name, language)
-            started = time.monotonic()
-            result = job.execute_in_process(
-                instance=instance,
-                partition_key=pair.key,
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
-            )
-            status = "ok" if result.success else "FAILED"
-            failures += not result.success
-            print(f"{pair.key}: {status} in {time.monotonic() - started:.1f} s")
+
+    def execute(job_name: str, partition_key: str) -> None:
+        nonlocal failures
+        started = time.monotonic()
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, partition_key=partition_key, raise_on_error=False, run_config=logging
+        )
+        failures += not result.success
+        status = "ok" if result.success else "FAILED"
+        print(f"{job_name} {partition_key}: {status} in {time.monotonic() - started:.1f} s")
+
+    try:
+        for language in sorted({pair.language for pair in pairs}):
+            execute("language_job", language)
+        for pair in pairs:
+            execute("character_job", str(pair.key))
+            execute("corpus_job", str(pair.key))
+    finally:
+        if not was_running and not os.environ.get("CHARA_BRAINBOX_URL"):
+            embedded.stop()  # started for this command: do not leave it behind
     print(f"storage: {chara_home()}  dagster instance: {os.environ['DAGSTER_HOME']}")
     return 1 if failures else 0
 

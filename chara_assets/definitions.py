@@ -23,10 +23,21 @@ from .voice.corpus_assets import (
 )
 
 # What the character sensor runs for each new character|language; grows as chains land.
+# (text_corpus needs its language's pool, which `language_job` builds: `chara run` runs both.)
 character_job = dg.define_asset_job(
     "character_job",
     selection=dg.AssetSelection.assets(voice_sample),
     description="Builds a new character's datasets for one language.",
+)
+language_job = dg.define_asset_job(
+    "language_job",
+    selection=dg.AssetSelection.assets(sentence_pool, pool_phonemes),
+    description="The sentence pool of one language and its phonemes (shared by characters).",
+)
+corpus_job = dg.define_asset_job(
+    "corpus_job",
+    selection=dg.AssetSelection.assets(text_corpus),
+    description="Selects a character's sentences for one language (after language_job).",
 )
 
 storage = ChraStorage(root=str(chara_home()))
@@ -40,7 +51,7 @@ defs = dg.Definitions(
         corpus_review,
         reviewed_corpus,
     ],
-    jobs=[character_job],
+    jobs=[character_job, language_job, corpus_job],
     sensors=[build_character_sensor(character_job)],
     resources={
         "storage": storage,

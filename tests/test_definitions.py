@@ -22,7 +22,9 @@ def test_definitions_list_the_platform() -> None:
     ]
     assert sorted(s.name for s in repo.sensor_defs) == ["character_files"]
     assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
-        "character_job"
+        "character_job",
+        "corpus_job",
+        "language_job",
     ]
     assert sorted(defs.resources) == ["avatar", "brainbox", "characters", "io_manager", "storage"]
     sensor = repo.get_sensor_def("character_files")
