@@ -57,7 +57,11 @@ defs = dg.Definitions(
         "storage": storage,
         "io_manager": FolderIOManager(storage=storage),
         # Empty URLs: the embedded BrainBox and the local Avatar folder (see README).
-        "brainbox": BrainBoxResource(url=os.environ.get("CHARA_BRAINBOX_URL", "")),
+        "brainbox": BrainBoxResource(
+            url=os.environ.get("CHARA_BRAINBOX_URL", ""),
+            # "embedded": a BrainBox elsewhere that runs chara's CPU deciders
+            role_profile=os.environ.get("CHARA_BRAINBOX_PROFILE", ""),
+        ),
         "avatar": AvatarResource(url=os.environ.get("CHARA_AVATAR_URL", "")),
         "characters": CharacterCatalog(
             characters_dir=os.environ.get("CHARA_CHARACTERS", "characters"),

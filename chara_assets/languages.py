@@ -39,6 +39,10 @@ class Language:
     abbreviations: str = ""
     """Abbreviations, space-separated, lower case, without their final dot: a dot after one
     ends no sentence."""
+    clone_prefix: str = ""
+    """Said before every line the cloner voices (cloners stutter at the edges); cut off."""
+    clone_suffix: str = ""
+    """Said after every line the cloner voices; cut off."""
 
 
 LANGUAGES: dict[str, Language] = {
@@ -55,6 +59,8 @@ LANGUAGES: dict[str, Language] = {
             hunspell=("/usr/share/hunspell/de_DE_frami",),
             dictionary_packages=("wngerman", "wogerman", "hunspell-de-de-frami"),
             abbreviations="bzw ca dr evtl ggf hr nr prof st str vgl z.b d.h u.a z.t",
+            clone_prefix="Der Beginn. ",
+            clone_suffix=" Das Ende.",
         ),
         Language(
             code="en",
@@ -67,6 +73,8 @@ LANGUAGES: dict[str, Language] = {
             hunspell=("/usr/share/hunspell/en_US",),
             dictionary_packages=("wamerican", "hunspell-en-us"),
             abbreviations="mr mrs ms dr st prof jr sr vs e.g i.e mt gen col lt sgt capt rev",
+            clone_prefix="The beginning. ",
+            clone_suffix=" The end.",
         ),
         Language(
             code="ru",
@@ -79,6 +87,8 @@ LANGUAGES: dict[str, Language] = {
             pymorphy="ru",
             dictionary_packages=("hunspell-ru",),
             abbreviations="т.е т.к г гг им ул см стр",
+            clone_prefix="Я начинаю. ",
+            clone_suffix=" Я закончил.",
         ),
     )
 }

@@ -71,8 +71,13 @@ class BrainBoxResource(dg.ConfigurableResource):
     """A BrainBox server: ``url`` (``CHARA_BRAINBOX_URL``) or, when empty, the embedded one."""
 
     url: str = Field(default="", description="BrainBox URL; empty: the embedded BrainBox")
+    role_profile: str = Field(
+        default="",
+        description="which deciders the server has: production (a GPU BrainBox) or embedded "
+        "(chara's CPU deciders); default: embedded without a URL, production with one",
+    )
     roles: dict[str, RoleBinding] = Field(
-        default_factory=dict, description="overrides of the default role -> decider mapping"
+        default_factory=dict, description="overrides of the profile's role -> decider mapping"
     )
     retry_for_s: float = Field(
         default=120.0, description="how long to keep retrying an unreachable server"
@@ -91,7 +96,12 @@ class BrainBoxResource(dg.ConfigurableResource):
         return not self.url
 
     def bindings(self) -> dict[str, RoleBinding]:
-        defaults = EMBEDDED_ROLES if self.is_embedded else PRODUCTION_ROLES
+        profile = self.role_profile or ("embedded" if self.is_embedded else "production")
+        if profile not in ("production", "embedded"):
+            raise ValueError(
+                f"BrainBox role_profile {profile!r} must be 'production' or 'embedded'"
+            )
+        defaults = EMBEDDED_ROLES if profile == "embedded" else PRODUCTION_ROLES
         return {**defaults, **self.roles}
 
     def call(self, role: str, method: str) -> Call:

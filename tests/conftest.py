@@ -106,6 +106,22 @@ def server(tmp_path: Path):
     assert box.state() is None
 
 
+@pytest.fixture(scope="session")
+def full_server(tmp_path_factory: pytest.TempPathFactory):
+    """The embedded BrainBox with every default decider (real models) and the fault-test one,
+    shared by the session so that models load once."""
+    from chara_resources.embedded.deciders import DEFAULT_DECIDERS
+    from chara_resources.embedded.launcher import EmbeddedBrainBox
+
+    box = EmbeddedBrainBox(
+        tmp_path_factory.mktemp("full-brainbox"),
+        [*DEFAULT_DECIDERS, "tests.fault_deciders:SleepyEcho"],
+    )
+    box.ensure_running()
+    yield box
+    box.stop()
+
+
 @dataclass
 class AvatarServer:
     url: str

@@ -1,0 +1,268 @@
+"""Voice chain, part 2: the character's voice registered with the cloner, and every accepted
+line voiced by it.
+
+reviewed_corpus -> augmented_lines -> cloned_audio <- cloner_voice <- voice_sample
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+from pydantic import BaseModel, Field
+
+from chara_resources.brainbox import BrainBoxResource
+from chara_resources.brainbox_jobs import Job
+from chara_resources.folder_asset import FolderManifest
+from chara_resources.settings import brainbox_pool
+from chara_resources.storage import ChraStorage
+from chara_resources.work_cache import file_sha256
+
+from ..languages import get_language
+from ..partitions import character_language_partitions, parse_partition_key
+from .assets import VoiceSample
+from .corpus_assets import ReviewedCorpus
+from .review import sentence_id
+
+
+class ClonerVoice(FolderManifest):
+    """A voice registered with the cloner; its id changes when the sample's content does."""
+
+    character: str
+    language: str
+    voice_id: str
+    sample_sha256: str
+    server: str
+
+
+class Line(BaseModel):
+    id: str
+    line: str
+    augmented: str
+
+
+class AugmentedLines(FolderManifest):
+    """Each accepted sentence with the language's prefix and suffix around it."""
+
+    character: str
+    language: str
+    prefix: str
+    suffix: str
+    lines: list[Line]
+
+
+class Clip(BaseModel):
+    id: str
+    line: str
+    augmented: str
+    file: str
+    duration_s: float
+
+
+class ClipError(BaseModel):
+    id: str
+    line: str
+    error: str
+
+
+class ClonedAudio(FolderManifest):
+    """Every augmented line voiced by the cloner (``clips/<id>.wav``), and the lines it failed."""
+
+    character: str
+    language: str
+    voice_id: str
+    clips: list[Clip]
+    errors: list[ClipError]
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link a work-cache file into an asset folder (same storage root: no copy of
+    an hour of audio); copy where links are not possible."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _server_name(brainbox: BrainBoxResource) -> str:
+    return brainbox.url or "embedded"
+
+
+@dg.asset(
+    partitions_def=character_language_partitions,
+    group_name="voice",
+    kinds={"audio"},
+    pool=brainbox_pool(),
+    description="The character's voice sample registered with the BrainBox cloner.",
+)
+def cloner_voice(
+    context: dg.AssetExecutionContext,
+    voice_sample: VoiceSample,
+    brainbox: BrainBoxResource,
+    storage: ChraStorage,
+) -> dg.MaterializeResult:
+    audio = voice_sample.path(voice_sample.audio)
+    sha = file_sha256(audio)
+    voice_id = f"chara-{voice_sample.character}-{voice_sample.language}-{sha[:12]}"
+    cache_name = f"{voice_id}.wav"
+    step = storage.work(context).step("register")
+    with brainbox.client(context) as client:
+        if not client.is_file(cache_name):
+            client.upload(cache_name, audio)
+    job = Job(
+        {"voice": voice_id, "text": voice_sample.text, "file": cache_name},
+        inputs={"voice": voice_id, "server": _server_name(brainbox)},
+    )
+    outcome = brainbox.run(context, step, "cloner", "train", [job])
+    record = next(outcome.records())
+    if not record.ok:
+        raise dg.Failure(f"the cloner could not register {voice_id}: {record.error}")
+    voice = ClonerVoice(
+        character=voice_sample.character,
+        language=voice_sample.language,
+        voice_id=voice_id,
+        sample_sha256=sha,
+        server=_server_name(brainbox),
+    ).bind(storage.staging(context))
+    return dg.MaterializeResult(
+        value=voice,
+        metadata={
+            "voice_id": voice_id,
+            "server": voice.server,
+            "registered_now": bool(outcome.submitted),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=character_language_partitions,
+    group_name="voice",
+    kinds={"text"},
+    description="Each accepted sentence between the language's prefix and suffix: cloners "
+    "stutter at the edges, and the prefix and suffix are cut off after recognition.",
+)
+def augmented_lines(
+    context: dg.AssetExecutionContext, reviewed_corpus: ReviewedCorpus, storage: ChraStorage
+) -> dg.MaterializeResult:
+    language = get_language(reviewed_corpus.language)
+    lines = [
+        Line(
+            id=sentence_id(s),
+            line=s,
+            augmented=f"{language.clone_prefix}{s}{language.clone_suffix}",
+        )
+        for s in reviewed_corpus.sentences
+    ]
+    result = AugmentedLines(
+        character=reviewed_corpus.character,
+        language=language.code,
+        prefix=language.clone_prefix,
+        suffix=language.clone_suffix,
+        lines=lines,
+    ).bind(storage.staging(context))
+    return dg.MaterializeResult(
+        value=result,
+        metadata={
+            "lines": len(lines),
+            "example": dg.MetadataValue.text(lines[0].augmented if lines else ""),
+        },
+    )
+
+
+class ClonedAudioConfig(dg.Config):
+    max_failure_ratio: float = Field(
+        default=0.5, description="the asset fails when more lines than this failed to voice"
+    )
+
+
+def _audio_problem(path: Path) -> str | None:
+    import soundfile as sf
+
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        return f"unreadable audio from the cloner ({exc})"
+    if info.frames == 0:
+        return "empty audio from the cloner"
+    return None
+
+
+@dg.asset(
+    partitions_def=character_language_partitions,
+    group_name="voice",
+    kinds={"audio"},
+    pool=brainbox_pool(),
+    description="Every augmented line voiced by the BrainBox cloner; each clip is stored the "
+    "moment it arrives, so a re-run voices only what is missing.",
+)
+def cloned_audio(
+    context: dg.AssetExecutionContext,
+    config: ClonedAudioConfig,
+    augmented_lines: AugmentedLines,
+    cloner_voice: ClonerVoice,
+    brainbox: BrainBoxResource,
+    storage: ChraStorage,
+) -> dg.MaterializeResult:
+    import soundfile as sf
+
+    partition = parse_partition_key(context.partition_key)
+    step = storage.work(context).step("voiced", params={"voice": cloner_voice.voice_id})
+    jobs = [
+        Job(
+            {"voice": cloner_voice.voice_id, "text": line.augmented},
+            inputs={"voice": cloner_voice.voice_id, "text": line.augmented, "attempt": 1},
+            label=line.id,
+        )
+        for line in augmented_lines.lines
+    ]
+    outcome = brainbox.run(context, step, "cloner", "voice_to_text", jobs, result_file=".wav")
+    folder = storage.staging(context)
+    clips, errors = [], []
+    for line, job, record in zip(augmented_lines.lines, jobs, outcome.records(), strict=True):
+        error = record.error
+        if error is None:
+            error = _audio_problem(record.files[".wav"])
+            if error is not None:  # stored as an error: a re-run voices it again
+                step.put(record.key, job.cache_inputs(), error=error)
+        if error is not None:
+            errors.append(ClipError(id=line.id, line=line.line, error=error))
+            continue
+        _link_or_copy(record.files[".wav"], folder / "clips" / f"{line.id}.wav")
+        duration = sf.info(record.files[".wav"]).duration
+        clips.append(
+            Clip(
+                id=line.id,
+                line=line.line,
+                augmented=line.augmented,
+                file=f"clips/{line.id}.wav",
+                duration_s=round(duration, 3),
+            )
+        )
+    total = len(augmented_lines.lines)
+    if total and (not clips or len(errors) / total > config.max_failure_ratio):
+        raise dg.Failure(
+            f"{len(errors)} of {total} lines could not be voiced; first errors: "
+            + " | ".join(e.error for e in errors[:3])
+        )
+    result = ClonedAudio(
+        character=partition.character,
+        language=partition.language,
+        voice_id=cloner_voice.voice_id,
+        clips=clips,
+        errors=errors,
+    ).bind(folder)
+    hours = sum(c.duration_s for c in clips) / 3600
+    return dg.MaterializeResult(
+        value=result,
+        metadata={
+            "clips": len(clips),
+            "hours": round(hours, 3),
+            "failed": len(errors),
+            "voiced_now": outcome.succeeded,
+            "reused": outcome.reused,
+            "failures": dg.MetadataValue.md(
+                "\n".join(f"- {e.id}: {e.error}" for e in errors[:20]) or "none"
+            ),
+        },
+    )
