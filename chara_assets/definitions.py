@@ -14,6 +14,7 @@ from chara_resources.storage import ChraStorage, FolderIOManager
 from .characters.resource import CharacterCatalog
 from .characters.sensors import build_character_sensor
 from .voice.assets import voice_sample
+from .voice.audio_assets import augmented_lines, cloned_audio, cloner_voice
 from .voice.corpus_assets import (
     corpus_review,
     pool_phonemes,
@@ -50,6 +51,9 @@ defs = dg.Definitions(
         text_corpus,
         corpus_review,
         reviewed_corpus,
+        augmented_lines,
+        cloner_voice,
+        cloned_audio,
     ],
     jobs=[character_job, language_job, corpus_job],
     sensors=[build_character_sensor(character_job)],

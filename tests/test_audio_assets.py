@@ -91,3 +91,70 @@ def test_every_line_is_voiced_once(chain, chara_home: Path, full_server) -> None
     again = chain(cloned_audio, "kiki|en")
     assert again.success
     assert _jobs(full_server, "method = 'voice_to_text'") - before == 6  # nothing voiced twice
+
+
+CLONE_SCRIPT = """
+import sys
+import dagster as dg
+from chara_assets.characters.resource import CharacterCatalog
+from chara_resources.brainbox import BrainBoxResource
+from chara_resources.storage import ChraStorage, FolderIOManager
+from tests.test_audio_assets import ASSETS, cloned_audio
+
+home, characters, users, url = sys.argv[1:5]
+storage = ChraStorage(root=home)
+with dg.DagsterInstance.ephemeral() as instance:
+    instance.add_dynamic_partitions("character", ["kiki"])
+    dg.materialize(
+        ASSETS,
+        selection=[cloned_audio],
+        instance=instance,
+        partition_key="kiki|en",
+        resources={
+            "storage": storage,
+            "io_manager": FolderIOManager(storage=storage),
+            "characters": CharacterCatalog(characters_dir=characters, users_dir=users),
+            "brainbox": BrainBoxResource(url=url, role_profile="embedded"),
+        },
+    )
+"""
+
+
+def test_killed_cloning_resumes_without_voicing_twice(
+    chain, chara_home: Path, config_dirs, full_server
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from chara_resources.settings import PROJECT_ROOT
+
+    lines = 8
+    _reviewed(chain, lines)
+    assert chain(voice_sample, "kiki|en").success
+    assert chain(augmented_lines, "kiki|en").success
+    assert chain(cloner_voice, "kiki|en").success
+    voiced = "method = 'voice_to_text'"
+    before = _jobs(full_server, voiced)
+    process = subprocess.Popen(
+        [sys.executable, "-c", CLONE_SCRIPT, str(chara_home), *map(str, config_dirs)]
+        + [full_server.running_url()],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while _jobs(full_server, f"{voiced} and success = 1") - before < 3:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert _jobs(full_server, voiced) - before == lines  # the killed run had submitted all
+
+    result = chain(cloned_audio, "kiki|en")
+    assert result.success
+    metadata = result.asset_materializations_for_node("cloned_audio")[0].metadata
+    assert metadata["clips"].value == lines
+    assert _jobs(full_server, voiced) - before == lines  # re-attached: nothing submitted again

@@ -13,6 +13,9 @@ from chara_resources.settings import PROJECT_ROOT
 def test_definitions_list_the_platform() -> None:
     repo = defs.get_repository_def()
     assert sorted(k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()) == [
+        "augmented_lines",
+        "cloned_audio",
+        "cloner_voice",
         "corpus_review",
         "pool_phonemes",
         "reviewed_corpus",
@@ -53,7 +56,7 @@ def test_steps_that_use_brainbox_are_in_its_pool() -> None:
         if node.is_materializable and "brainbox" in node.assets_def.required_resource_keys:
             assert node.pools == {"brainbox"}, key
             checked.append(key.to_user_string())
-    assert "pool_phonemes" in checked
+    assert {"pool_phonemes", "cloner_voice", "cloned_audio"} <= set(checked)
 
 
 def test_definitions_load_without_heavy_imports() -> None:

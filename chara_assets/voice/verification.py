@@ -1,0 +1,699 @@
+"""Verification of voiced clips: does the clip say the line, in the right voice, cleanly?
+
+Pure logic on files and recogniser output, no Dagster.
+
+A zero-shot cloner voices every line as ``prefix + line + suffix`` (see :data:`FRAMES`) because
+cloners stutter at the edges of what they say. Each clip is then recognised with word timings
+(``[{"word", "start", "end", "conf"}]``, seconds) and checked here:
+
+1. ``audio``: the WAV is readable and holds samples;
+2. ``no_words``: the recogniser heard at least one word with letters in it;
+3. ``mismatch``: :func:`best_window` drops 0..``max_drop`` recognised words at each end (the
+   prefix, the suffix and whatever the cloner stuttered there) and keeps the window whose text is
+   closest to the line, by Levenshtein distance over the letters of the joined words (see
+   :func:`best_window` for why characters, not words). It passes when the distance is at most
+   :func:`distance_limit`;
+4. ``clipping``: the share of samples at or near full scale in the kept part;
+5. ``silence``: the longest pause inside the kept part, from the signal's energy (recogniser
+   word timings put no gap where Whisper stretches a word over a pause);
+6. ``speaker``: cosine similarity of the kept part's speaker embedding to the character's
+   reference embedding;
+7. ``rate``: characters per second far from the data set's median (median/MAD), which needs
+   every clip's rate first: :func:`reject_rate_outliers` runs after :func:`verify_clip`.
+
+Every rejection has one of the reason names in :data:`REASONS`; :class:`Verdict` keeps the
+measures behind it in ``details``. The kept part is then cut with :meth:`Verdict.cut` (or
+:func:`cut_clip`), padded a little but never into the dropped prefix/suffix words.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import unicodedata
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+REASONS = ("audio", "no_words", "mismatch", "clipping", "silence", "speaker", "rate")
+"""Rejection reasons, in the order :func:`verify_clip` reports them when several apply."""
+
+FRAMES: dict[str, tuple[str, str]] = {
+    "en": ("The beginning. ", " The end."),
+    "de": ("Der Beginn. ", " Das Ende."),
+    "ru": ("Я начинаю. ", " Я закончил."),
+}
+"""Per language, the prefix and suffix a line is voiced between."""
+
+# Letters the recognisers and the corpus spell in more than one way. Applied for every language:
+# "ß" and "ё" occur in no other language chara voices, so it costs nothing and a German name in a
+# Russian line (or a Whisper transcript that drops the dots) still compares equal.
+_FOLD = str.maketrans({"ß": "ss", "ẞ": "ss", "ё": "е", "Ё": "е"})
+# Characters that split a word in two; an apostrophe inside a word joins it ("don't" -> "dont").
+_SPLITTERS = frozenset("-‐‑‒–—―/")
+
+Word = Mapping[str, Any]
+"""One recognised word: ``{"word": str, "start": float, "end": float, "conf": float}``."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Text
+
+
+def frame_line(line: str, language: str) -> str:
+    """The text to voice for ``line``: the language's prefix, the line, the suffix.
+
+    Raises ``KeyError`` naming the known languages if ``language`` has no frame.
+    """
+    try:
+        prefix, suffix = FRAMES[_language(language)]
+    except KeyError:
+        raise KeyError(f"no prefix/suffix for language {language!r}; known: {', '.join(FRAMES)}")
+    return f"{prefix}{line.strip()}{suffix}"
+
+
+def _language(language: str) -> str:
+    """``"en-US"``, ``"EN"`` -> ``"en"``."""
+    return language.strip().lower().replace("_", "-").split("-", 1)[0]
+
+
+def normalise_words(text: str, language: str) -> list[str]:
+    """The words of ``text`` as compared: letters only, lower-case, ``ß`` -> ``ss``, ``ё`` -> ``е``.
+
+    Whitespace and dashes/slashes separate words; any other non-letter (punctuation, apostrophes,
+    digits) is dropped, so ``"Don't, well-known!"`` gives ``["dont", "well", "known"]`` and a token
+    without letters gives nothing. ``language`` is accepted for callers' symmetry; the folding
+    applies to every language (see ``_FOLD``). Returns an empty list for empty text.
+    """
+    del language  # the same rules serve en, de and ru (see _FOLD)
+    text = unicodedata.normalize("NFC", text).translate(_FOLD).lower()
+    words: list[str] = []
+    current: list[str] = []
+    for ch in text:
+        if ch.isalpha():
+            current.append(ch)
+        elif ch.isspace() or ch in _SPLITTERS:
+            if current:
+                words.append("".join(current))
+                current = []
+    if current:
+        words.append("".join(current))
+    # lower() can turn one letter into a letter plus a combining mark (İ -> i̇): drop the marks.
+    return [unicodedata.normalize("NFC", w) for w in words]
+
+
+# ---------------------------------------------------------------------------------------------
+# Levenshtein distance, bit-parallel
+
+
+def _prefix_distances(pattern: Sequence[Any], text: Sequence[Any]) -> list[int]:
+    """``[levenshtein(pattern, text[:j]) for j in range(len(text) + 1)]`` in one pass.
+
+    Myers' bit-vector algorithm in Hyyrö's form for global distance: the DP column for the
+    pattern is kept as two bit masks of vertical +1/-1 deltas (one bit per pattern symbol, as a
+    Python int of any length), so each text symbol costs a dozen integer operations instead of
+    ``len(pattern)`` cell updates. The bottom cell of each column is the distance of the whole
+    pattern to the text read so far. Symbols are any hashables (characters or words).
+    """
+    m = len(pattern)
+    if m == 0:
+        return list(range(len(text) + 1))
+    peq: dict[Any, int] = {}
+    for i, symbol in enumerate(pattern):
+        peq[symbol] = peq.get(symbol, 0) | (1 << i)
+    mask = (1 << m) - 1
+    high = 1 << (m - 1)
+    pv, mv, score = mask, 0, m  # column 0: distances 0..m, all vertical deltas +1
+    out = [score]
+    for symbol in text:
+        eq = peq.get(symbol, 0)
+        xv = eq | mv
+        xh = (((eq & pv) + pv) ^ pv) | eq
+        ph = mv | (~(xh | pv) & mask)
+        mh = pv & xh
+        if ph & high:
+            score += 1
+        elif mh & high:
+            score -= 1
+        # Shifting a 1 into ph: row 0 of the DP is 0, 1, 2, ... (global, not substring, match).
+        ph = ((ph << 1) | 1) & mask
+        mh = (mh << 1) & mask
+        pv = mh | (~(xv | ph) & mask)
+        mv = ph & xv
+        out.append(score)
+    return out
+
+
+def levenshtein(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """Edit distance (insertions, deletions, substitutions, each 1) between two sequences.
+
+    Works on strings (characters) and on lists of words alike; elements must be hashable.
+    Bit-parallel (see :func:`_prefix_distances`): about 1 µs per symbol of the longer sequence
+    for sequences of a few hundred symbols, so a few hundred thousand line comparisons take
+    seconds. Raises ``TypeError`` for unhashable elements.
+    """
+    if len(a) < len(b):
+        a, b = b, a  # the shorter one is the bit-mask pattern: fewer bits per operation
+    return _prefix_distances(b, a)[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# The best window of recognised words
+
+
+@dataclass(frozen=True)
+class Window:
+    """The recognised words kept as the line, and how far they are from it."""
+
+    start: int
+    """Index of the first kept word in the recognised words (= words dropped at the start)."""
+    end: int
+    """Index one past the last kept word (``len(words) - end`` words dropped at the end)."""
+    start_s: float
+    """Start of the first kept word, seconds."""
+    end_s: float
+    """End of the last kept word, seconds."""
+    distance: int
+    """Levenshtein distance of the kept words to the line (see ``unit``)."""
+    text: str
+    """The kept words as recognised, joined by spaces."""
+    reference_length: int
+    """Length of the normalised line in ``unit``s (letters, or words)."""
+    unit: str = "chars"
+    """``"chars"``: letters of the joined words; ``"words"``: word sequences."""
+    not_before_s: float = 0.0
+    """End of the last dropped word before the window (0 if none): a cut starts no earlier."""
+    not_after_s: float | None = None
+    """Start of the first dropped word after the window (``None`` if none): a cut ends no later."""
+
+    @property
+    def relative_distance(self) -> float:
+        """Distance per unit of the line (0 = exact)."""
+        return self.distance / max(1, self.reference_length)
+
+
+def distance_limit(reference_length: int, max_distance: int, max_relative: float | None) -> int:
+    """The largest distance that passes for a line of ``reference_length`` units.
+
+    ``max_distance`` alone when ``max_relative`` is ``None``; otherwise the larger of the two
+    (``floor(max_relative * reference_length)``), so short lines keep the absolute tolerance
+    and long lines, where recognition errors add up, get a proportional one.
+    """
+    limit = max_distance
+    if max_relative is not None:
+        limit = max(limit, math.floor(max_relative * reference_length + 1e-9))
+    return limit
+
+
+def _tokens(words: Sequence[Word], language: str) -> list[list[str]]:
+    return [normalise_words(str(w.get("word", "")), language) for w in words]
+
+
+def best_window(
+    words: Sequence[Word],
+    line: str,
+    language: str,
+    *,
+    max_drop: int = 4,
+    max_distance: int | None = 2,
+    max_relative: float | None = None,
+    unit: str = "chars",
+) -> Window | None:
+    """The window of recognised words closest to ``line``, dropping 0..``max_drop`` at each end.
+
+    Inputs: ``words`` as a recogniser returns them (``word``, ``start``, ``end`` in seconds, in
+    order); ``line`` the text that should have been said (without prefix/suffix); ``unit``
+    ``"chars"`` (Levenshtein over the letters of the joined words, no spaces) or ``"words"``
+    (over word sequences). Characters are the default: measured on real clips they separate
+    good and bad clips better (a misheard word costs its few wrong letters, not a whole word,
+    and a recogniser's word split, "some one" for "someone", costs nothing).
+
+    Ties go to the window keeping more words; a window never starts or ends on a word without
+    letters. Returns ``None`` if no recognised word has letters, or if the best distance is over
+    :func:`distance_limit` (``max_distance=None`` returns the best window whatever its distance).
+    Raises ``ValueError`` for an unknown ``unit`` or a negative ``max_drop``.
+    """
+    if unit not in ("chars", "words"):
+        raise ValueError(f"unit must be 'chars' or 'words', got {unit!r}")
+    if max_drop < 0:
+        raise ValueError(f"max_drop must be >= 0, got {max_drop}")
+    tokens = _tokens(words, language)
+    n = len(tokens)
+    lettered = [i for i, t in enumerate(tokens) if t]
+    if not lettered:
+        return None
+    line_tokens = normalise_words(line, language)
+    pattern: Sequence[str] = "".join(line_tokens) if unit == "chars" else line_tokens
+
+    best: tuple[int, int, int, int] | None = None  # (distance, -kept, start, end)
+    for start in range(min(max_drop, n - 1) + 1):
+        if not tokens[start]:
+            continue
+        # One pass gives the distance for every end of the window: symbols of words[start:],
+        # with the symbol offset at which each word ends.
+        symbols: list[str] = []
+        ends: list[int] = []
+        for t in tokens[start:]:
+            if unit == "chars":
+                symbols.extend("".join(t))
+            else:
+                symbols.extend(t)
+            ends.append(len(symbols))
+        distances = _prefix_distances(pattern, symbols)
+        for end in range(max(start + 1, n - max_drop), n + 1):
+            if not tokens[end - 1]:
+                continue
+            key = (distances[ends[end - start - 1]], -(end - start), start, end)
+            if best is None or key < best:
+                best = key
+    if best is None:  # every candidate edge word is letterless (max_drop too small)
+        return None
+    distance, _, start, end = best
+    limit = None if max_distance is None else distance_limit(len(pattern), max_distance, max_relative)
+    if limit is not None and distance > limit:
+        return None
+    return Window(
+        start=start,
+        end=end,
+        start_s=float(words[start]["start"]),
+        end_s=float(words[end - 1]["end"]),
+        distance=distance,
+        text=" ".join(str(w["word"]) for w in words[start:end]),
+        reference_length=len(pattern),
+        unit=unit,
+        not_before_s=float(words[start - 1]["end"]) if start > 0 else 0.0,
+        not_after_s=float(words[end]["start"]) if end < n else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Audio measures
+
+
+def clipping_ratio(samples: np.ndarray, *, level: float = 0.99) -> float:
+    """Share of samples whose magnitude is at least ``level`` of full scale (0..1).
+
+    ``samples``: float audio in [-1, 1], any shape (all channels count). A clean clip has 0; a
+    cloner whose output overflowed and was clamped has plateaus at full scale. Returns 0.0 for
+    an empty array.
+    """
+    samples = np.asarray(samples)
+    if samples.size == 0:
+        return 0.0
+    return float(np.count_nonzero(np.abs(samples) >= level) / samples.size)
+
+
+def longest_pause(words: Sequence[Word]) -> float:
+    """Longest gap between consecutive words (next start - previous end), seconds; 0 if < 2 words.
+
+    Recognisers differ: pocketsphinx leaves pauses as gaps, Whisper often stretches a word over
+    the pause that follows it, so this can miss a pause; :func:`longest_silence` cannot.
+    """
+    gaps = (float(b["start"]) - float(a["end"]) for a, b in zip(words, words[1:]))
+    return max((g for g in gaps), default=0.0) if len(words) > 1 else 0.0
+
+
+def longest_silence(
+    samples: np.ndarray, rate: int, *, frame_s: float = 0.02, below_peak_db: float = 40.0
+) -> float:
+    """Longest run of quiet frames, seconds.
+
+    A frame (``frame_s`` long) is quiet when its RMS is more than ``below_peak_db`` below the
+    loudest frame's: relative, so it works at any recording level. ``samples`` is mono float
+    audio at ``rate`` Hz. Returns 0.0 for audio shorter than a frame or all-zero audio.
+    """
+    samples = np.asarray(samples, dtype=np.float64).ravel()
+    frame = max(1, int(round(rate * frame_s)))
+    count = samples.size // frame
+    if count == 0:
+        return 0.0
+    rms = np.sqrt(np.mean(samples[: count * frame].reshape(count, frame) ** 2, axis=1))
+    peak = float(rms.max())
+    if peak <= 0:
+        return 0.0
+    quiet = rms < peak * 10 ** (-below_peak_db / 20)
+    # Run lengths of True: positions where quiet runs start and stop.
+    edges = np.diff(np.concatenate(([0], quiet.astype(np.int8), [0])))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    longest = int((stops - starts).max()) if starts.size else 0
+    return longest * frame / rate
+
+
+def rate_outliers(
+    rates: Sequence[float] | np.ndarray, *, k: float = 3.5, min_count: int = 5
+) -> np.ndarray:
+    """Which speaking rates are outliers: robust z-score ``0.6745 * |x - median| / MAD > k``.
+
+    ``rates``: characters per second per clip; NaN entries (clips without a rate) are never
+    outliers and do not count. With fewer than ``min_count`` rates nothing is flagged (a median
+    of 3 says little). When over half the rates are equal (MAD 0) the mean absolute deviation
+    (times 1.2533, its ratio to the standard deviation for a normal distribution) stands in.
+    Returns a boolean array, one entry per rate.
+    """
+    x = np.asarray(rates, dtype=np.float64)
+    mask = np.zeros(x.shape, dtype=bool)
+    valid = np.isfinite(x)
+    if np.count_nonzero(valid) < min_count:
+        return mask
+    v = x[valid]
+    median = float(np.median(v))
+    deviation = np.abs(v - median)
+    mad = float(np.median(deviation))
+    if mad > 0:
+        z = 0.6745 * deviation / mad
+    else:
+        mean_ad = float(np.mean(deviation))
+        if mean_ad == 0:
+            return mask
+        z = deviation / (1.2533 * mean_ad)
+    mask[valid] = z > k
+    return mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Cutting
+
+
+def cut_clip(
+    src: Path | str,
+    dst: Path | str,
+    start_s: float,
+    end_s: float,
+    *,
+    pad_s: float = 0.05,
+    not_before_s: float = 0.0,
+    not_after_s: float | None = None,
+    fade_s: float = 0.005,
+) -> float:
+    """Write ``src[start_s - pad_s : end_s + pad_s]`` to ``dst`` as 16-bit PCM WAV.
+
+    The padded range is clamped to ``[not_before_s, not_after_s]`` (the dropped neighbour words:
+    the cut never reaches into them) and to the file. Only the frames cut are read (a seek, then
+    one read). ``fade_s`` fades the first and last few milliseconds in/out, so a cut through a
+    sound does not click. Sample rate and channels stay as in ``src``; ``dst`` is written
+    atomically (temporary file, then rename) and its folder created.
+
+    Returns the duration written, seconds. Raises ``ValueError`` if ``src`` is unreadable or
+    the range is empty after clamping.
+    """
+    import soundfile as sf
+
+    src, dst = Path(src), Path(dst)
+    try:
+        reader = sf.SoundFile(str(src))
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise ValueError(f"cannot read audio file {src}: {e}") from e
+    with reader:
+        rate, frames = reader.samplerate, reader.frames
+        lo = max(start_s - pad_s, not_before_s, 0.0)
+        hi = end_s + pad_s
+        if not_after_s is not None:
+            hi = min(hi, not_after_s)
+        first = int(round(lo * rate))
+        last = min(int(round(hi * rate)), frames)
+        if last <= first:
+            raise ValueError(
+                f"empty cut of {src}: {start_s:.3f}..{end_s:.3f} s gives frames {first}..{last}"
+            )
+        reader.seek(first)
+        data = reader.read(last - first, dtype="float32", always_2d=True)
+    fade = min(int(fade_s * rate), len(data) // 2)
+    if fade > 0:
+        ramp = np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)[:, None]
+        data[:fade] *= ramp
+        data[len(data) - fade :] *= ramp[::-1]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        sf.write(str(tmp), data, rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(data) / rate
+
+
+# ---------------------------------------------------------------------------------------------
+# The verdict
+
+
+class Embedder(Protocol):
+    """Anything that embeds a WAV file's voice (``SpeakerEmbedder`` does)."""
+
+    def vector(self, wav: Path) -> Sequence[float]: ...
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """Thresholds of :func:`verify_clip`; the defaults are the measured ones (module docs)."""
+
+    max_drop: int = 4
+    """Recognised words that may be dropped at each end (prefix/suffix words and stutters)."""
+    max_distance: int = 2
+    """Levenshtein distance that always passes."""
+    max_relative: float | None = None
+    """If set, distances up to this share of the line's length pass too (see distance_limit)."""
+    unit: str = "chars"
+    """``"chars"`` or ``"words"``: what the distance counts."""
+    clip_level: float = 0.99
+    """Sample magnitude that counts as clipped."""
+    max_clipping: float = 0.001
+    """Largest share of clipped samples in the kept part."""
+    max_pause_s: float = 1.0
+    """Longest silence allowed inside the kept part, seconds."""
+    silence_below_peak_db: float = 40.0
+    """A 20 ms frame this far below the loudest one counts as silence."""
+    min_similarity: float = 0.8
+    """Least cosine similarity of the clip's speaker embedding to the reference."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What :func:`verify_clip` found.
+
+    ``ok`` is True when every check passed; otherwise ``reason`` is the first failing one of
+    :data:`REASONS` and ``details["failed"]`` lists all that failed. ``details`` holds the
+    measures (``distance``, ``limit``, ``kept_text``, ``clipping``, ``pause_s``,
+    ``word_pause_s``, ``similarity``, ``rate_cps``, ``error``...). ``start_s``/``end_s`` are the
+    kept words' bounds and ``not_before_s``/``not_after_s`` the dropped neighbours' (``None``
+    when there is no window).
+    """
+
+    ok: bool
+    reason: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+    start_s: float | None = None
+    end_s: float | None = None
+    not_before_s: float = 0.0
+    not_after_s: float | None = None
+
+    def cut(self, src: Path | str, dst: Path | str, *, pad_s: float = 0.05) -> float:
+        """Cut ``src`` to the kept words with :func:`cut_clip`; ``ValueError`` if no window."""
+        if self.start_s is None or self.end_s is None:
+            raise ValueError(f"nothing to cut: the clip was rejected as {self.reason!r}")
+        return cut_clip(
+            src,
+            dst,
+            self.start_s,
+            self.end_s,
+            pad_s=pad_s,
+            not_before_s=self.not_before_s,
+            not_after_s=self.not_after_s,
+        )
+
+
+def _read_audio(wav: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and rate; ValueError for unreadable, empty or non-finite audio."""
+    import soundfile as sf
+
+    try:
+        data, rate = sf.read(str(wav), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise ValueError(f"cannot read audio file {wav}: {e}") from e
+    if data.shape[0] == 0:
+        raise ValueError(f"audio file {wav} has no samples")
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"audio file {wav} has non-finite samples")
+    return data, int(rate)
+
+
+def _similarity(
+    samples: np.ndarray, rate: int, reference: Sequence[float], embedder: Embedder
+) -> float:
+    """Cosine similarity of the kept part's voice to ``reference`` (via a temporary WAV)."""
+    import soundfile as sf
+
+    from chara_resources.embedded.speaker import cosine_similarity
+
+    with tempfile.TemporaryDirectory(prefix="chara-verify-") as tmp:
+        path = Path(tmp) / "kept.wav"
+        sf.write(str(path), samples, rate, subtype="FLOAT")
+        return cosine_similarity(embedder.vector(path), reference)
+
+
+def verify_clip(
+    wav: Path | str,
+    words: Sequence[Word],
+    line: str,
+    language: str,
+    *,
+    config: VerifyConfig = VerifyConfig(),
+    reference: Sequence[float] | None = None,
+    embedder: Embedder | None = None,
+    rate_bounds: tuple[float, float] | None = None,
+) -> Verdict:
+    """Check one voiced clip against its line; see the module docstring for the checks.
+
+    Inputs: ``wav`` the voiced clip (prefix + line + suffix); ``words`` its recognition;
+    ``line`` the text without prefix/suffix; ``config`` the thresholds; ``reference`` the
+    character's speaker embedding (``None`` skips the speaker check) and ``embedder`` what embeds
+    the clip (default: a ``SpeakerEmbedder``); ``rate_bounds`` the (low, high) characters per
+    second allowed (``None`` skips the rate check: use :func:`reject_rate_outliers` on the whole
+    data set instead).
+
+    Returns a :class:`Verdict`; never raises for a bad clip (an unreadable WAV is ``"audio"``,
+    an embedding that fails on too little speech is ``"speaker"`` with the error in details).
+    Raises ``ValueError`` only for a bad ``config.unit``.
+    """
+    wav = Path(wav)
+    try:
+        data, rate = _read_audio(wav)
+    except ValueError as e:
+        return Verdict(False, "audio", {"error": str(e)})
+    duration = data.shape[0] / rate
+
+    window = best_window(
+        words, line, language, max_drop=config.max_drop, max_distance=None, unit=config.unit
+    )
+    if window is None:
+        return Verdict(False, "no_words", {"words": len(words), "duration_s": duration})
+
+    limit = distance_limit(window.reference_length, config.max_distance, config.max_relative)
+    start_s = min(max(window.start_s, 0.0), duration)
+    end_s = min(max(window.end_s, start_s), duration)
+    kept_words = list(words[window.start : window.end])
+    chars = len("".join(normalise_words(line, language)))
+    details: dict[str, Any] = {
+        "distance": window.distance,
+        "limit": limit,
+        "unit": window.unit,
+        "kept_text": window.text,
+        "dropped": (window.start, len(words) - window.end),
+        "duration_s": duration,
+        "word_pause_s": longest_pause(kept_words),
+        "rate_cps": chars / (end_s - start_s) if end_s > start_s else float("nan"),
+    }
+    failed: list[str] = []
+    if window.distance > limit:
+        failed.append("mismatch")
+
+    first, last = int(start_s * rate), max(int(start_s * rate) + 1, int(end_s * rate))
+    kept = data[first:last]
+    mono = kept.mean(axis=1)
+    details["clipping"] = clipping_ratio(kept, level=config.clip_level)
+    if details["clipping"] > config.max_clipping:
+        failed.append("clipping")
+    details["pause_s"] = longest_silence(mono, rate, below_peak_db=config.silence_below_peak_db)
+    if details["pause_s"] > config.max_pause_s:
+        failed.append("silence")
+
+    if reference is not None:
+        if embedder is None:
+            from chara_resources.embedded.speaker import SpeakerEmbedder
+
+            embedder = SpeakerEmbedder()
+        try:
+            details["similarity"] = _similarity(mono, rate, reference, embedder)
+        except ValueError as e:  # too little speech to embed: cannot be the right voice
+            details["similarity"] = float("nan")
+            details["speaker_error"] = str(e)
+        if not details["similarity"] >= config.min_similarity:  # NaN fails too
+            failed.append("speaker")
+
+    if rate_bounds is not None:
+        low, high = rate_bounds
+        if not low <= details["rate_cps"] <= high:
+            failed.append("rate")
+
+    details["failed"] = failed
+    return Verdict(
+        ok=not failed,
+        reason=failed[0] if failed else None,
+        details=details,
+        start_s=start_s,
+        end_s=end_s,
+        not_before_s=window.not_before_s,
+        not_after_s=window.not_after_s,
+    )
+
+
+def rate_bounds(
+    rates: Sequence[float] | np.ndarray, *, k: float = 3.5
+) -> tuple[float, float] | None:
+    """The (low, high) characters per second that :func:`rate_outliers` would not flag.
+
+    ``None`` if there are too few finite rates to judge or they do not vary. Handy to check
+    clips voiced later against an existing data set's rates.
+    """
+    x = np.asarray(rates, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size < 5:
+        return None
+    median = float(np.median(x))
+    mad = float(np.median(np.abs(x - median)))
+    if mad > 0:
+        spread = k * mad / 0.6745
+    else:
+        mean_ad = float(np.mean(np.abs(x - median)))
+        if mean_ad == 0:
+            return None
+        spread = k * 1.2533 * mean_ad
+    return (median - spread, median + spread)
+
+
+def reject_rate_outliers(verdicts: Sequence[Verdict], *, k: float = 3.5) -> list[Verdict]:
+    """The verdicts again, with passing clips whose speaking rate is an outlier turned into
+    ``"rate"`` rejections.
+
+    The median and MAD come from the passing clips only: a rejected clip's rate (a wrong line,
+    a truncated clip) says nothing about how the character speaks. Verdicts without a rate, and
+    rejected ones, are returned unchanged. See :func:`rate_outliers` for ``k``.
+    """
+    passing = [i for i, v in enumerate(verdicts) if v.ok]
+    rates = [verdicts[i].details.get("rate_cps", float("nan")) for i in passing]
+    flags = rate_outliers(rates, k=k)
+    out = list(verdicts)
+    for i, flagged in zip(passing, flags):
+        if flagged:
+            v = verdicts[i]
+            details = {**v.details, "failed": [*v.details.get("failed", []), "rate"]}
+            out[i] = replace(v, ok=False, reason="rate", details=details)
+    return out
+
+
+__all__ = [
+    "FRAMES",
+    "REASONS",
+    "Embedder",
+    "Verdict",
+    "VerifyConfig",
+    "Window",
+    "best_window",
+    "clipping_ratio",
+    "cut_clip",
+    "distance_limit",
+    "frame_line",
+    "levenshtein",
+    "longest_pause",
+    "longest_silence",
+    "normalise_words",
+    "rate_bounds",
+    "rate_outliers",
+    "reject_rate_outliers",
+    "verify_clip",
+]
+
