@@ -15,6 +15,7 @@ from .characters.resource import CharacterCatalog
 from .characters.sensors import build_character_sensor
 from .voice.assets import voice_sample
 from .voice.audio_assets import augmented_lines, cloned_audio, cloner_voice
+from .voice.clip_assets import piper_archive, trimmed_clips
 from .voice.corpus_assets import (
     corpus_review,
     pool_phonemes,
@@ -54,6 +55,8 @@ defs = dg.Definitions(
         augmented_lines,
         cloner_voice,
         cloned_audio,
+        trimmed_clips,
+        piper_archive,
     ],
     jobs=[character_job, language_job, corpus_job],
     sensors=[build_character_sensor(character_job)],

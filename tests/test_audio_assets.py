@@ -11,6 +11,7 @@ import soundfile as sf
 
 from chara_assets.voice.assets import voice_sample
 from chara_assets.voice.audio_assets import augmented_lines, cloned_audio, cloner_voice
+from chara_assets.voice.clip_assets import TrimmedClipsConfig, piper_archive, trimmed_clips
 from chara_assets.voice.corpus_assets import (
     ReviewedCorpusConfig,
     TextCorpusConfig,
@@ -31,6 +32,8 @@ ASSETS = [
     augmented_lines,
     cloner_voice,
     cloned_audio,
+    trimmed_clips,
+    piper_archive,
 ]
 
 
@@ -158,3 +161,62 @@ def test_killed_cloning_resumes_without_voicing_twice(
     metadata = result.asset_materializations_for_node("cloned_audio")[0].metadata
     assert metadata["clips"].value == lines
     assert _jobs(full_server, voiced) - before == lines  # re-attached: nothing submitted again
+
+
+def test_trimmed_clips_hold_the_line_and_only_the_line(
+    chain, chara_home: Path, full_server
+) -> None:
+    from chara_assets.voice.verification import normalise_words
+    from chara_resources.embedded.recognition import Recognizer
+
+    lines = 10
+    _reviewed(chain, lines)
+    for asset in (voice_sample, augmented_lines, cloner_voice, cloned_audio):
+        assert chain(asset, "kiki|en").success
+    result = chain(trimmed_clips, "kiki|en")
+    assert result.success
+    trimmed = load_manifest(chara_home / "assets" / "trimmed_clips" / "kiki" / "en")
+    assert len({c.id for c in trimmed.clips}) >= 0.8 * lines
+    assert trimmed.speaker_reference == "clips"  # the stand-in voice is not the sample's
+    page = trimmed.path(trimmed.report).read_text()
+    assert page.count("<audio") >= len(trimmed.clips[:20]) and "clips/" in page
+
+    recognizer = Recognizer()
+    for clip in trimmed.clips[:3]:
+        heard = normalise_words(
+            " ".join(w["word"] for w in recognizer.transcribe(trimmed.path(clip.file), "en")),
+            "en",
+        )
+        said = normalise_words(clip.line, "en")
+        assert "beginning" not in heard and heard[-1:] != ["end"], (clip.line, heard)
+        assert sum(w in heard for w in said) >= 0.6 * len(said), (clip.line, heard)
+
+    archive = chain(piper_archive, "kiki|en")
+    assert archive.success
+    packed = load_manifest(chara_home / "assets" / "piper_archive" / "kiki" / "en")
+    assert packed.clips == len(trimmed.clips)
+
+
+def test_clips_in_another_voice_fail_the_speaker_check(
+    chain, chara_home: Path, full_server, tmp_path: Path
+) -> None:
+    from .conftest import speak
+
+    _reviewed(chain, 8)
+    for asset in (voice_sample, augmented_lines, cloner_voice, cloned_audio):
+        assert chain(asset, "kiki|en").success
+    audio = load_manifest(chara_home / "assets" / "cloned_audio" / "kiki" / "en")
+    intruders = audio.clips[:2]
+    for clip in intruders:  # another voice says the same words
+        target = audio.path(clip.file)
+        target.unlink()
+        speak(clip.augmented, target, "en-us+f3")
+    config = TrimmedClipsConfig(speaker_reference="clips", max_attempts=1)
+    assert chain(trimmed_clips, "kiki|en", trimmed_clips=config).success
+    trimmed = load_manifest(chara_home / "assets" / "trimmed_clips" / "kiki" / "en")
+    rejected = {r.id: r for r in trimmed.rejections}
+    for clip in intruders:  # other checks may fail too; the speaker check must be among them
+        assert "speaker" in rejected[clip.id].details["failed"], rejected.get(clip.id)
+        assert rejected[clip.id].details["similarity"] < 0.75
+    kept = {c.id for c in trimmed.clips}
+    assert len(kept) >= 4 and not kept & {c.id for c in intruders}

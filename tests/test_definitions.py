@@ -17,10 +17,12 @@ def test_definitions_list_the_platform() -> None:
         "cloned_audio",
         "cloner_voice",
         "corpus_review",
+        "piper_archive",
         "pool_phonemes",
         "reviewed_corpus",
         "sentence_pool",
         "text_corpus",
+        "trimmed_clips",
         "voice_sample",
     ]
     assert sorted(s.name for s in repo.sensor_defs) == ["character_files"]
@@ -56,7 +58,7 @@ def test_steps_that_use_brainbox_are_in_its_pool() -> None:
         if node.is_materializable and "brainbox" in node.assets_def.required_resource_keys:
             assert node.pools == {"brainbox"}, key
             checked.append(key.to_user_string())
-    assert {"pool_phonemes", "cloner_voice", "cloned_audio"} <= set(checked)
+    assert {"pool_phonemes", "cloner_voice", "cloned_audio", "trimmed_clips"} <= set(checked)
 
 
 def test_definitions_load_without_heavy_imports() -> None:

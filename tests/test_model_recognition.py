@@ -242,7 +242,8 @@ def test_recognizer_uses_a_configured_vosk_model_and_loads_it_once(
 
 @needs_pocketsphinx
 def test_recognizer_loads_the_packaged_fallback_once(clips: dict[str, Path]) -> None:
-    recognizer = Recognizer()
+    assert Recognizer().engine_for("en") == "whisper"  # the default: the more accurate one
+    recognizer = Recognizer(fallbacks={"en": ["pocketsphinx"]})
     assert recognizer.engine_for("en") == "pocketsphinx"
     first = recognizer.transcribe(clips["living"], "en")
     decoder = recognizer.model("en")

@@ -57,9 +57,9 @@ def _start_and_kill(args: list[str], log: Path, prefix: str, after: int) -> None
 
 def test_sigkilled_materialization_resumes_without_recomputing(tmp_path: Path) -> None:
     home, log = tmp_path / "home", tmp_path / "computed.log"
-    items = 30
+    items = 40
     _start_and_kill(
-        ["counted", "--home", str(home), "--log", str(log), "--items", str(items), "--delay=0.05"],
+        ["counted", "--home", str(home), "--log", str(log), "--items", str(items), "--delay=0.1"],
         log,
         "square",
         after=10,
