@@ -29,3 +29,33 @@ class SleepyEcho(ISelfManagingDecider):
             self.context.api_callback.report_progress((i + 1) / steps)
             time.sleep(sleep_s)
         return {"steps": steps}
+
+
+class FaultyCloner(ISelfManagingDecider):
+    """Stands where a cloner would, for faults a real model cannot produce on demand: by the
+    words in the line it returns a corrupt WAV, an empty WAV, silence, or fails; otherwise
+    it speaks the line with espeak-ng."""
+
+    def train(self, voice: str, text: str, file: str) -> str:
+        return voice
+
+    def voice_to_text(self, voice: str, text: str) -> str:
+        import subprocess
+
+        import numpy as np
+        import soundfile as sf
+
+        name = f"faulty-{self.current_job_id}.wav"
+        path = self.cache_folder / name
+        lowered = text.lower()
+        if "corrupt" in lowered:
+            path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+        elif "empty" in lowered:
+            sf.write(path, np.zeros(0, dtype=np.float32), 22050)
+        elif "silent" in lowered:
+            sf.write(path, np.zeros(22050 * 2, dtype=np.float32), 22050)
+        elif "refuse" in lowered:
+            raise RuntimeError(f"the cloner cannot say {text!r}")
+        else:
+            subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), text], check=True)
+        return name

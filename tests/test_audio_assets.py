@@ -220,3 +220,87 @@ def test_clips_in_another_voice_fail_the_speaker_check(
         assert rejected[clip.id].details["similarity"] < 0.75
     kept = {c.id for c in trimmed.clips}
     assert len(kept) >= 4 and not kept & {c.id for c in intruders}
+
+
+def test_bad_clips_are_item_errors_and_the_rest_goes_on(
+    instance, resources, chara_home: Path, tmp_path: Path
+) -> None:
+    from chara_assets.voice.audio_assets import AugmentedLines, ClonerVoice, Line
+    from chara_resources.brainbox import RoleBinding
+    from chara_resources.embedded.launcher import EmbeddedBrainBox
+
+    box = EmbeddedBrainBox(
+        tmp_path / "faulty",
+        [
+            "chara_resources.embedded.deciders:EmbeddedRecognizer",
+            "chara_resources.embedded.deciders:Resemblyzer",
+            "tests.fault_deciders:FaultyCloner",
+        ],
+    )
+    url = box.ensure_running()
+    try:
+        brainbox = BrainBoxResource(
+            url=url, role_profile="embedded", roles={"cloner": RoleBinding(decider="FaultyCloner")}
+        )
+        texts = {
+            "good1": "The music is playing in the living room tonight.",
+            "good2": "Please turn off the lights in the kitchen now.",
+            "good3": "My sister bought a new blue bicycle last week.",
+            "bad1": "This corrupt line returns a broken file.",
+            "bad2": "This empty line returns no audio at all.",
+            "bad3": "This silent line returns two seconds of nothing.",
+            "bad4": "The cloner will refuse this line.",
+        }
+        lines = AugmentedLines(
+            character="kiki",
+            language="en",
+            prefix="The beginning. ",
+            suffix=" The end.",
+            lines=[
+                Line(id=i, line=t, augmented=f"The beginning. {t} The end.")
+                for i, t in texts.items()
+            ],
+        )
+        voice = ClonerVoice(
+            character="kiki", language="en", voice_id="v1", sample_sha256="x", server=url
+        )
+
+        @dg.asset(partitions_def=cloned_audio.partitions_def, name="augmented_lines")
+        def given_lines():
+            return lines
+
+        @dg.asset(partitions_def=cloned_audio.partitions_def, name="cloner_voice")
+        def given_voice():
+            return voice
+
+        run = dg.materialize(
+            [given_lines, given_voice, voice_sample, cloned_audio, trimmed_clips],
+            selection=[
+                "augmented_lines",
+                "cloner_voice",
+                "voice_sample",
+                "cloned_audio",
+                "trimmed_clips",
+            ],
+            instance=instance,
+            resources={**resources, "brainbox": brainbox},
+            partition_key="kiki|en",
+            run_config=dg.RunConfig(
+                {"trimmed_clips": TrimmedClipsConfig(speaker_reference="clips", max_attempts=1)}
+            ),
+            raise_on_error=False,
+        )
+    finally:
+        box.stop()
+    assert run.success
+    audio = load_manifest(chara_home / "assets" / "cloned_audio" / "kiki" / "en")
+    errors = {e.id: e.error for e in audio.errors}
+    assert "unreadable audio" in errors["bad1"]
+    assert errors["bad2"] == "empty audio from the cloner"
+    assert "cannot say" in errors["bad4"]
+    trimmed = load_manifest(chara_home / "assets" / "trimmed_clips" / "kiki" / "en")
+    reasons = {r.id: r.reason for r in trimmed.rejections}
+    assert reasons["bad3"] == "no_words"
+    assert {"bad1", "bad2", "bad4"} <= set(reasons) and reasons["bad1"] == "cloner"
+    accepted = {c.id for c in trimmed.clips}
+    assert accepted <= {"good1", "good2", "good3"} and len(accepted) >= 2  # the rest goes on

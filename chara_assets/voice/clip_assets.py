@@ -4,6 +4,7 @@ cloned_audio -> trimmed_clips -> piper_archive
 """
 
 import base64
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -241,28 +242,33 @@ def trimmed_clips(
         for candidate in pending:
             recognized = words[candidate.wav]
             vector = vectors[candidate.wav]
-            if not recognized.ok or not vector.ok:
+            if not recognized.ok:
                 verdicts.append(None)
                 continue
-            verdicts.append(
-                verify_clip(
-                    candidate.wav,
-                    recognized.result,
-                    candidate.line,
-                    language,
-                    config=verify_config,
-                    reference=reference,
-                    embedder=_Precomputed(vector.result),
-                )
+            verdict = verify_clip(
+                candidate.wav,
+                recognized.result,
+                candidate.line,
+                language,
+                config=verify_config,
+                reference=reference if vector.ok else None,
+                embedder=_Precomputed(vector.result) if vector.ok else None,
             )
+            if verdict.ok and not vector.ok:  # the voice could not be checked: not accepted
+                verdict = replace(
+                    verdict,
+                    ok=False,
+                    reason="speaker",
+                    details={**verdict.details, "error": vector.error, "failed": ["speaker"]},
+                )
+            verdicts.append(verdict)
         checked = reject_rate_outliers([v for v in verdicts if v is not None])
         it = iter(checked)
         verdicts = [None if v is None else next(it) for v in verdicts]
         revoice = []
         for candidate, verdict in zip(pending, verdicts, strict=True):
             if verdict is None:
-                error = words[candidate.wav].error or vectors[candidate.wav].error
-                verdict_reason, details = "recognizer", {"error": error}
+                verdict_reason, details = "recognizer", {"error": words[candidate.wav].error}
             elif verdict.ok:
                 name = f"clips/{candidate.id}.wav"
                 duration = verdict.cut(candidate.wav, folder / name)
