@@ -72,6 +72,35 @@ def instance() -> dg.DagsterInstance:
         yield inst
 
 
+def asset_runner(assets, instance, resources):
+    """``run(asset, partition, **config)``: materialize one of ``assets`` (the others are read
+    from storage), without raising on failure."""
+
+    def run(asset, partition: str, **config) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            assets,
+            selection=[asset],
+            instance=instance,
+            resources=resources,
+            partition_key=partition,
+            run_config=dg.RunConfig(config),
+            raise_on_error=False,
+        )
+
+    return run
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The failed step's error messages, causes included."""
+    assert not result.success
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    parts = []
+    while error is not None:
+        parts.append(error.message)
+        error = error.cause
+    return "\n".join(parts)
+
+
 def speak(text: str, path: Path, voice: str = "en-us") -> Path:
     """Real speech from espeak-ng."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,8 @@ from chara_assets.voice.corpus_assets import (
 from chara_resources.brainbox import BrainBoxResource
 from chara_resources.storage import load_manifest
 
+from .conftest import asset_runner
+
 ASSETS = [
     voice_sample,
     sentence_pool,
@@ -44,23 +46,8 @@ def _jobs(box, where: str) -> int:
 
 @pytest.fixture
 def chain(instance, resources, full_server):
-    resources = {
-        **resources,
-        "brainbox": BrainBoxResource(url=full_server.running_url(), role_profile="embedded"),
-    }
-
-    def run(asset, partition: str, **config) -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            ASSETS,
-            selection=[asset],
-            instance=instance,
-            resources=resources,
-            partition_key=partition,
-            run_config=dg.RunConfig(config),
-            raise_on_error=False,
-        )
-
-    return run
+    brainbox = BrainBoxResource(url=full_server.running_url(), role_profile="embedded")
+    return asset_runner(ASSETS, instance, {**resources, "brainbox": brainbox})
 
 
 def _reviewed(chain, lines: int) -> None:

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import dagster as dg
 import httpx
 import pytest
 
@@ -29,35 +28,18 @@ from chara_assets.voice.review import read_review, review_folder, sentence_id, w
 from chara_resources.brainbox import BrainBoxResource
 from chara_resources.storage import load_manifest
 
+from .conftest import asset_runner, failure_message
+
 ASSETS = [sentence_pool, pool_phonemes, text_corpus, reviewed_corpus]
 
 
 @pytest.fixture
 def chain(instance, resources, server):
-    resources = {**resources, "brainbox": BrainBoxResource(url=server.running_url())}
-
-    def run(asset, partition: str, **config) -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            ASSETS,
-            selection=[asset],
-            instance=instance,
-            resources=resources,
-            partition_key=partition,
-            run_config=dg.RunConfig(config),
-            raise_on_error=False,
-        )
-
-    return run
+    brainbox = BrainBoxResource(url=server.running_url())
+    return asset_runner(ASSETS, instance, {**resources, "brainbox": brainbox})
 
 
-def _failure(result: dg.ExecuteInProcessResult) -> str:
-    assert not result.success
-    error = result.get_step_failure_events()[0].step_failure_data.error
-    parts = []
-    while error is not None:
-        parts.append(error.message)
-        error = error.cause
-    return "\n".join(parts)
+_failure = failure_message
 
 
 def _metadata(result, asset: str) -> dict:

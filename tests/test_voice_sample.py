@@ -12,7 +12,7 @@ from chara_assets.voice.assets import VoiceSample, VoiceSampleConfig, voice_samp
 from chara_assets.voice.audio import voiced_level_db
 from chara_resources.storage import load_manifest
 
-from .conftest import speak, write_tone
+from .conftest import failure_message, speak, write_tone
 
 
 def _materialize(instance, resources, partition: str, config: VoiceSampleConfig | None = None):
@@ -26,14 +26,7 @@ def _materialize(instance, resources, partition: str, config: VoiceSampleConfig 
     )
 
 
-def _failure(result: dg.ExecuteInProcessResult) -> str:
-    assert not result.success
-    error = result.get_step_failure_events()[0].step_failure_data.error
-    messages = []
-    while error is not None:
-        messages.append(error.message)
-        error = error.cause
-    return "\n".join(messages)
+_failure = failure_message
 
 
 def _metadata(result, name: str):
