@@ -206,7 +206,12 @@ def test_clips_in_another_voice_fail_the_speaker_check(
         assert "speaker" in rejected[clip.id].details["failed"], rejected.get(clip.id)
         assert rejected[clip.id].details["similarity"] < 0.75
     kept = {c.id for c in trimmed.clips}
-    assert len(kept) >= 4 and not kept & {c.id for c in intruders}
+    assert kept and not kept & {c.id for c in intruders}
+    # The character's own clips may be misheard (one attempt here), but never fail the voice.
+    own = {c.id for c in audio.clips} - {c.id for c in intruders}
+    for rejection in trimmed.rejections:
+        if rejection.id in own:
+            assert "speaker" not in rejection.details.get("failed", []), rejection
 
 
 def test_bad_clips_are_item_errors_and_the_rest_goes_on(
