@@ -197,12 +197,6 @@ class WorkStep:
             raise
         return self.put(key, inputs, result=result, files=files)
 
-    def keys(self) -> list[str]:
-        """Keys of all finished items stored in this step (any parameters)."""
-        if not self.folder.exists():
-            return []
-        return sorted(p.stem for p in self.folder.glob("*.json"))
-
 
 class WorkCache:
     """The work folder of one asset partition; hands out named steps."""

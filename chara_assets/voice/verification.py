@@ -57,11 +57,9 @@ cut off), recognised, and the correct clip also checked against another line.
 from __future__ import annotations
 
 import math
-import os
 import re
 import tempfile
 import unicodedata
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
@@ -69,6 +67,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from chara_resources.paths import temporary_sibling
 
 REASONS = ("audio", "no_words", "mismatch", "clipping", "silence", "speaker", "rate")
 """Rejection reasons, in the order :func:`verify_clip` reports them when several apply."""
@@ -492,13 +492,8 @@ def cut_clip(
         ramp = np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)[:, None]
         data[:fade] *= ramp
         data[len(data) - fade :] *= ramp[::-1]
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with temporary_sibling(dst) as tmp:
         sf.write(str(tmp), data, rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return len(data) / rate
 
 

@@ -22,19 +22,19 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import re
 import shutil
 import subprocess
 import tempfile
 import threading
 import unicodedata
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..paths import temporary_sibling
 
 SAMPLE_RATE = 22050
 SUPPORTED_LANGUAGES = ("en", "de", "ru")
@@ -401,10 +401,5 @@ class StandInVoices:
     def _write(audio: np.ndarray, dst: Path) -> None:
         import soundfile
 
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
-        try:
+        with temporary_sibling(dst) as tmp:
             soundfile.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-            os.replace(tmp, dst)
-        finally:
-            tmp.unlink(missing_ok=True)
