@@ -1,0 +1,1 @@
+"""Paraphrasing: reply templates rewritten in each character's voice."""
