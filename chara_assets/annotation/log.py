@@ -209,6 +209,11 @@ class Sample(BaseModel):
     path: str | None = Field(
         default=None, description="audio or image file; relative paths start at the task file"
     )
+    # For strategies that choose by similarity (identification's active learning):
+    vector: list[float] | None = Field(default=None, description="the sample's embedding")
+    prior_label: str | None = Field(
+        default=None, description="the label it already has (refining an existing dataset)"
+    )
 
 
 class DagsterTarget(BaseModel):
