@@ -185,8 +185,14 @@ _ALLOWED_GLOBALS = {
 
 class _KaiaOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if module.startswith(_ALLOWED_MODULE_PREFIXES) or (module, name) in _ALLOWED_GLOBALS:
+        if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
+        # A dotted name ("os.system") or a name a kaia module merely imports would reach
+        # anything: only classes defined in the kaia packages themselves are allowed.
+        if module.startswith(_ALLOWED_MODULE_PREFIXES) and "." not in name:
+            found = super().find_class(module, name)
+            if isinstance(found, type) and found.__module__.startswith(_ALLOWED_MODULE_PREFIXES):
+                return found
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a paraphrase file")
 
 
@@ -303,6 +309,14 @@ class AvatarResource(dg.ConfigurableResource):
     url: str = Field(default="", description="Avatar URL; empty: the local stand-in folder")
     local_folder: str = Field(default="", description="default $CHARA_HOME/avatar")
     retry_for_s: float = Field(default=60.0, description="how long to retry an unreachable server")
+    trusted: bool = Field(
+        default=False,
+        description="read this server's paraphrase files: they are pickles, and loading one "
+        "can run code the server chose (CHARA_AVATAR_TRUSTED=1); the local folder is trusted",
+    )
+
+    def is_trusted(self) -> bool:
+        return self.trusted or not self.url
 
     def store(self, context: dg.OpExecutionContext | None = None) -> AvatarStore:
         if self.url:
