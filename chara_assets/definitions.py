@@ -13,6 +13,7 @@ from chara_resources.storage import ChraStorage, FolderIOManager
 
 from .characters.resource import CharacterCatalog
 from .characters.sensors import build_character_sensor
+from .identification.assets import ASSETS as IDENTIFICATION_ASSETS
 from .voice.assets import voice_sample
 from .voice.audio_assets import augmented_lines, cloned_audio, cloner_voice
 from .voice.clip_assets import piper_archive, trimmed_clips
@@ -57,6 +58,7 @@ defs = dg.Definitions(
         cloned_audio,
         trimmed_clips,
         piper_archive,
+        *IDENTIFICATION_ASSETS,
     ],
     jobs=[character_job, language_job, corpus_job],
     sensors=[build_character_sensor(character_job)],

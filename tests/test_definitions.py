@@ -14,9 +14,14 @@ def test_definitions_list_the_platform() -> None:
     repo = defs.get_repository_def()
     assert sorted(k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()) == [
         "augmented_lines",
+        "avatar_media",
         "cloned_audio",
         "cloner_voice",
         "corpus_review",
+        "embedding_sets",
+        "identification_report",
+        "identity_annotations",
+        "identity_dataset",
         "piper_archive",
         "pool_phonemes",
         "reviewed_corpus",
@@ -37,6 +42,14 @@ def test_definitions_list_the_platform() -> None:
 
 
 PER_LANGUAGE = {"sentence_pool", "pool_phonemes"}  # shared by every character of a language
+# About the assistant's users, not a character: per modality (voice, face).
+PER_MODALITY = {
+    "avatar_media",
+    "embedding_sets",
+    "identity_annotations",
+    "identity_dataset",
+    "identification_report",
+}
 
 
 def test_every_dataset_is_partitioned_by_character_and_language() -> None:
@@ -45,6 +58,9 @@ def test_every_dataset_is_partitioned_by_character_and_language() -> None:
         partitions = repo.asset_graph.get(key).partitions_def
         if key.to_user_string() in PER_LANGUAGE:
             assert partitions.get_partition_keys() == ["de", "en", "ru"], key
+            continue
+        if key.to_user_string() in PER_MODALITY:
+            assert partitions.get_partition_keys() == ["face", "voice"], key
             continue
         assert isinstance(partitions, dg.MultiPartitionsDefinition), key
         assert [d.name for d in partitions.partitions_defs] == ["character", "language"]
@@ -59,6 +75,7 @@ def test_steps_that_use_brainbox_are_in_its_pool() -> None:
             assert node.pools == {"brainbox"}, key
             checked.append(key.to_user_string())
     assert {"pool_phonemes", "cloner_voice", "cloned_audio", "trimmed_clips"} <= set(checked)
+    assert "embedding_sets" in checked
 
 
 def test_definitions_load_without_heavy_imports() -> None:
