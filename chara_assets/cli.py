@@ -139,6 +139,48 @@ def review(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def identify(args: argparse.Namespace) -> int:
+    """Start the annotation service on the latest embedding_sets of a modality, with the
+    active-learning strategy (its own process)."""
+    from chara_resources.storage import load_manifest
+
+    from .identification.assets import EmbeddingSet, write_task_for
+    from .identification.media import get_modality
+
+    try:
+        modality = get_modality(args.modality)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    folder = chara_home() / "assets" / "embedding_sets" / modality.name
+    if not (folder / "manifest.json").exists():
+        print(
+            f"error: no embedding_sets for {modality.name} in {chara_home()}; materialize "
+            "avatar_media and embedding_sets first",
+            file=sys.stderr,
+        )
+        return 2
+    embedding_set = load_manifest(folder, EmbeddingSet)
+    try:
+        task = write_task_for(
+            embedding_set, chara_home(), refine=args.refine, dagster_url=args.dagster or None
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "chara_assets.annotation", str(task)]
+    command += ["--host", args.host, "--port", str(args.port)]
+    command += ["--next-sample", "chara_assets.identification.labelling:next_sample"]
+    mode = "refining the labelled set of" if args.refine else "labelling"
+    print(
+        f"{mode} {len(embedding_set.samples)} {modality.name} samples: "
+        f"http://{args.host}:{args.port}",
+        flush=True,
+    )
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chara", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +203,19 @@ def main(argv: list[str] | None = None) -> int:
         "--dagster", default="http://127.0.0.1:3000", help="webserver that FINISH reports to"
     )
     review_parser.set_defaults(func=review)
+    identify_parser = commands.add_parser(
+        "identify", help="label who speaks (voice) or who is seen (face) in Avatar's samples"
+    )
+    identify_parser.add_argument("modality", help="voice or face")
+    identify_parser.add_argument(
+        "--refine", action="store_true", help="re-label the existing dataset (adds DELETE)"
+    )
+    identify_parser.add_argument("--host", default="127.0.0.1")
+    identify_parser.add_argument("--port", type=int, default=7860)
+    identify_parser.add_argument(
+        "--dagster", default="http://127.0.0.1:3000", help="webserver that FINISH reports to"
+    )
+    identify_parser.set_defaults(func=identify)
     box_parser = commands.add_parser("brainbox", help="the embedded BrainBox server")
     box_parser.add_argument(
         "action", nargs="?", choices=["status", "start", "stop"], default="status"

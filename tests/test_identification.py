@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from gradio_client import Client
 
-from chara_assets.annotation import AnnotationLog, Task, default_log_path
+from chara_assets.annotation import AnnotationLog, Task, default_log_path, report_request
 from chara_assets.annotation.app import AnnotationService
 from chara_assets.identification.assets import (
     ASSETS,
@@ -23,13 +25,15 @@ from chara_assets.identification.assets import (
     identity_dataset,
     write_task_for,
 )
-from chara_assets.identification.labelling import next_sample
+from chara_assets.identification.labelling import identification_folder, next_sample
 from chara_resources.avatar import AvatarResource, HttpAvatarStore
 from chara_resources.brainbox import BrainBoxResource, RoleBinding
+from chara_resources.embedded.launcher import free_port
 from chara_resources.storage import load_manifest
 
 from .conftest import asset_runner, failure_message
 from .identification_deciders import draw_faces
+from .test_annotation import QUIET_ENV, start, stop
 
 SENTENCES = [
     "The weather is nice today and I would like a cup of tea.",
@@ -176,6 +180,7 @@ def test_voice_end_to_end(
 
 
 RED, BLUE = (220, 30, 30), (30, 60, 220)
+DAGSTER = "http://127.0.0.1:3999"
 
 
 def test_face_path_with_a_stand_in_embedder(
@@ -226,13 +231,28 @@ def test_face_path_with_a_stand_in_embedder(
         assert problems["webcam_two.jpg"].startswith("2 faces found")
         assert "exactly one face" in problems["webcam_two.jpg"]
 
-        # Labelled through the log and the strategy, no service process.
-        task_path = write_task_for(embedding_set, chara_home)
-        task = Task.load(task_path)
-        assert task.kind == "image"
-        log = AnnotationLog(default_log_path(task_path))
-        while (sample := next_sample(task, log)) is not None:
-            log.append(sample.id, truth[sample.id])
+        # `chara identify face` starts the service with the strategy; a script answers.
+        port = free_port()
+        command = [sys.executable, "-m", "chara_assets.cli", "identify", "face"]
+        command += ["--port", str(port), "--dagster", ""]
+        url = f"http://127.0.0.1:{port}"
+        service = start(command, f"{url}/config", QUIET_ENV, tmp_path / "service.out")
+        try:
+            client = Client(url, verbose=False)
+            answered = 0
+            # gradio_client hands a sample (a dict with a "path") over as a downloaded copy of
+            # its file: the script knows the person by the picture, as a person would.
+            while (current := client.predict(api_name="/state")["current"]) is not None:
+                assert current.endswith(".jpg")
+                client.predict(truth[content_id(Path(current))], "", api_name="/decide")
+                answered += 1
+            client.close()
+        finally:
+            stop(service)
+        assert answered == 12
+        task_path = identification_folder(chara_home, "face") / "task.json"
+        assert Task.load(task_path).kind == "image"
+        assert len(AnnotationLog(default_log_path(task_path)).decisions()) == 12
         assert run(identity_dataset, "face").success
         current = avatar_server.folder / "resources" / "UserWalkInService" / "current"
         names = sorted(p.relative_to(current).as_posix() for p in current.rglob("*.jpg"))
@@ -240,5 +260,11 @@ def test_face_path_with_a_stand_in_embedder(
         assert not any("empty" in n or "two" in n for n in names)
         report = run(identification_report, "face")
         assert metadata(report, identification_report)["accuracy"] == 1.0
+
+        # FINISH reports the labels as the external asset's materialization of this modality.
+        task = Task.load(write_task_for(embedding_set, chara_home, dagster_url=DAGSTER))
+        report_url, body = report_request(task, AnnotationLog(tmp_path / "any.jsonl"))
+        assert report_url == f"{DAGSTER}/report_asset_materialization/identity_annotations"
+        assert body["partition"] == "face"
     finally:
         box.stop()
