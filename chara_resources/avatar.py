@@ -276,6 +276,10 @@ def replace_dataset(
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
     current = f"{service}/current"
     stash = f"{service}/before_{stamp}"
+    copy = 1
+    while store.list("resources", stash, recursive=True):  # a replacement in the same second
+        copy += 1
+        stash = f"{service}/before_{stamp}-{copy}"
     old = store.list("resources", current, recursive=True)
     for name in old:
         data = store.read_bytes("resources", f"{current}/{name}")

@@ -173,3 +173,22 @@ def test_next_sample_follows_the_log(tmp_path: Path) -> None:
     assert len(seen) == 24
     with pytest.raises(ValueError, match="no users"):
         write_identification_task(tmp_path, "voice", "audio", [], samples)
+
+
+def test_two_replacements_in_one_second_keep_both_stashes(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from chara_resources.avatar import LocalAvatarStore, replace_dataset
+
+    store = LocalAvatarStore(tmp_path / "avatar")
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    versions = []
+    for n in range(3):
+        sample = tmp_path / f"v{n}.wav"
+        sample.write_bytes(f"version {n}".encode())
+        versions.append(replace_dataset(store, "S", {"alice/a.wav": sample}, now=now))
+    # The first had nothing to stash; the next two stashed versions 0 and 1, side by side.
+    assert versions[1:] == ["S/before_20260102-030405", "S/before_20260102-030405-2"]
+    assert store.read_bytes("resources", f"{versions[1]}/alice/a.wav") == b"version 0"
+    assert store.read_bytes("resources", f"{versions[2]}/alice/a.wav") == b"version 1"
+    assert store.read_bytes("resources", "S/current/alice/a.wav") == b"version 2"
