@@ -14,6 +14,9 @@ from chara_resources.storage import ChraStorage, FolderIOManager
 from .characters.resource import CharacterCatalog
 from .characters.sensors import build_character_sensor
 from .identification.assets import ASSETS as IDENTIFICATION_ASSETS
+from .paraphrase.assets import avatar_paraphrase_stats, avatar_paraphrases, paraphrase_sets
+from .paraphrase.resource import TemplateFolder
+from .paraphrase.sensors import build_template_sensor
 from .voice.assets import voice_sample
 from .voice.audio_assets import augmented_lines, cloned_audio, cloner_voice
 from .voice.clip_assets import piper_archive, trimmed_clips
@@ -43,6 +46,15 @@ corpus_job = dg.define_asset_job(
     description="Selects a character's sentences for one language (after language_job).",
 )
 
+paraphrase_job = dg.define_asset_job(
+    "paraphrase_job",
+    selection=dg.AssetSelection.assets(
+        avatar_paraphrase_stats, paraphrase_sets, avatar_paraphrases
+    ),
+    description="Paraphrases templates for one character|language and uploads them to Avatar "
+    "(the template sensor names the templates in the run config).",
+)
+
 storage = ChraStorage(root=str(chara_home()))
 
 defs = dg.Definitions(
@@ -59,9 +71,12 @@ defs = dg.Definitions(
         trimmed_clips,
         piper_archive,
         *IDENTIFICATION_ASSETS,
+        avatar_paraphrase_stats,
+        paraphrase_sets,
+        avatar_paraphrases,
     ],
-    jobs=[character_job, language_job, corpus_job],
-    sensors=[build_character_sensor(character_job)],
+    jobs=[character_job, language_job, corpus_job, paraphrase_job],
+    sensors=[build_character_sensor(character_job), build_template_sensor(paraphrase_job)],
     resources={
         "storage": storage,
         "io_manager": FolderIOManager(storage=storage),
@@ -71,7 +86,11 @@ defs = dg.Definitions(
             # "embedded": a BrainBox elsewhere that runs chara's CPU deciders
             role_profile=os.environ.get("CHARA_BRAINBOX_PROFILE", ""),
         ),
-        "avatar": AvatarResource(url=os.environ.get("CHARA_AVATAR_URL", "")),
+        "avatar": AvatarResource(
+            url=os.environ.get("CHARA_AVATAR_URL", ""),
+            trusted=os.environ.get("CHARA_AVATAR_TRUSTED", "") == "1",
+        ),
+        "templates": TemplateFolder(),
         "characters": CharacterCatalog(
             characters_dir=os.environ.get("CHARA_CHARACTERS", "characters"),
             users_dir=os.environ.get("CHARA_USERS", "users"),

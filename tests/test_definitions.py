@@ -15,6 +15,8 @@ def test_definitions_list_the_platform() -> None:
     assert sorted(k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()) == [
         "augmented_lines",
         "avatar_media",
+        "avatar_paraphrase_stats",
+        "avatar_paraphrases",
         "cloned_audio",
         "cloner_voice",
         "corpus_review",
@@ -22,6 +24,7 @@ def test_definitions_list_the_platform() -> None:
         "identification_report",
         "identity_annotations",
         "identity_dataset",
+        "paraphrase_sets",
         "piper_archive",
         "pool_phonemes",
         "reviewed_corpus",
@@ -30,13 +33,21 @@ def test_definitions_list_the_platform() -> None:
         "trimmed_clips",
         "voice_sample",
     ]
-    assert sorted(s.name for s in repo.sensor_defs) == ["character_files"]
+    assert sorted(s.name for s in repo.sensor_defs) == ["character_files", "template_files"]
     assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
         "character_job",
         "corpus_job",
         "language_job",
+        "paraphrase_job",
     ]
-    assert sorted(defs.resources) == ["avatar", "brainbox", "characters", "io_manager", "storage"]
+    assert sorted(defs.resources) == [
+        "avatar",
+        "brainbox",
+        "characters",
+        "io_manager",
+        "storage",
+        "templates",
+    ]
     sensor = repo.get_sensor_def("character_files")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
@@ -74,7 +85,13 @@ def test_steps_that_use_brainbox_are_in_its_pool() -> None:
         if node.is_materializable and "brainbox" in node.assets_def.required_resource_keys:
             assert node.pools == {"brainbox"}, key
             checked.append(key.to_user_string())
-    assert {"pool_phonemes", "cloner_voice", "cloned_audio", "trimmed_clips"} <= set(checked)
+    assert {
+        "pool_phonemes",
+        "cloner_voice",
+        "cloned_audio",
+        "trimmed_clips",
+        "paraphrase_sets",
+    } <= set(checked)
     assert "embedding_sets" in checked
 
 

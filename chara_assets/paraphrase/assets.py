@@ -1,0 +1,635 @@
+"""Paraphrase chain (per character|language): what Avatar has, new paraphrases from the LLM, and
+their upload in the format the live ParaphraseService loads.
+
+avatar_paraphrase_stats -> paraphrase_sets -> avatar_paraphrases
+"""
+
+import pickle
+from collections import Counter
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel, Field
+
+from chara_resources.avatar import (
+    PARAPHRASE_SERVICE,
+    AvatarError,
+    AvatarResource,
+    AvatarStore,
+    load_paraphrase_pickle,
+    paraphrase_files,
+    read_paraphrase_feedback,
+    upload_paraphrase_file,
+)
+from chara_resources.brainbox import BrainBoxResource
+from chara_resources.brainbox_jobs import Job
+from chara_resources.folder_asset import FolderManifest
+from chara_resources.settings import brainbox_pool
+from chara_resources.storage import ChraStorage
+
+from ..characters.models import Character
+from ..characters.resource import CharacterCatalog
+from ..partitions import character_language_partitions
+from . import restore as R
+from .grammar import majority, parse_article, parse_case, slots_needing_case
+from .prompts import Persona, case_prompt, paraphrase_prompt, system_prompt
+from .records import Paraphrase, build_records, check_records
+from .resource import TemplateFolder
+from .restore import Candidate, candidate_text, restore_answer
+from .selection import batches, choose_groups, usage_by_group
+from .templates import Group, Slot
+
+_DE_DETERMINERS = {
+    "der", "die", "das", "dem", "den", "des", "ein", "eine", "einen", "einem", "einer", "eines",
+    "kein", "keine", "keinen", "keinem", "keiner", "mein", "meine", "dein", "deine", "ihr",
+    "ihre", "sein", "seine", "unser", "unsere",
+}  # fmt: skip
+
+
+class AvatarRecord(BaseModel):
+    """One paraphrase record on Avatar (what chara needs of it) and how often it was said."""
+
+    filename: str  # the record id
+    original_template_name: str
+    used_variables_tag: str
+    language: str
+    character: str | None
+    user: str | None
+    seen: int = 0
+
+
+class AvatarParaphraseStats(FolderManifest):
+    """The paraphrase records Avatar has for this character and language, with usage counts."""
+
+    character: str
+    language: str
+    avatar: str
+    files: list[str]
+    records_total: int  # in every file, all characters and languages
+    records: list[AvatarRecord]
+
+
+class ParaphraseLine(BaseModel):
+    template: str
+    variables_tag: str
+    language: str
+    character: str
+    user: str | None
+    text: str
+    grammar: dict[str, dict[str, str | None]] = Field(default_factory=dict)
+    template_fingerprint: str = ""
+    record_id: str = ""
+
+    def paraphrase(self) -> Paraphrase:
+        data = self.model_dump(exclude={"record_id"})
+        return Paraphrase(**data)
+
+
+class GroupOutcome(BaseModel):
+    """What became of one template group: accepted, rejected (with the main reason), skipped."""
+
+    template: str
+    variables_tag: str
+    outcome: str  # accepted / rejected / skipped / not_in_language
+    reason: str
+    existing: int = 0
+    seen: int = 0
+    accepted: int = 0
+    reasons: dict[str, int] = Field(default_factory=dict)
+
+
+class ParaphraseSets(FolderManifest):
+    """New paraphrases per template group, and every group's outcome with its reason."""
+
+    character: str
+    language: str
+    user: str | None
+    llm: str
+    paraphrases: list[ParaphraseLine]
+    outcomes: list[GroupOutcome]
+    rejected_examples: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class AvatarParaphrases(FolderManifest):
+    """What was uploaded to Avatar (the file and record ids) and what was there already."""
+
+    character: str
+    language: str
+    avatar: str
+    uploaded_file: str = ""
+    uploaded: list[str]
+    already_there: int
+    stale: list[str]
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> dg.MetadataValue:
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def _trusted_store(context: dg.AssetExecutionContext, avatar: AvatarResource) -> AvatarStore:
+    if not avatar.is_trusted():
+        raise dg.Failure(
+            f"the Avatar server {avatar.url} is not configured as trusted: its paraphrase files "
+            "are Python pickles, and reading one can run code the server chose. If you control "
+            "that server, set CHARA_AVATAR_TRUSTED=1 (resource config avatar.trusted: true); "
+            "see docs/paraphrasing.md"
+        )
+    return avatar.store(context)
+
+
+def read_avatar_records(store: AvatarStore) -> tuple[list[str], list[Any]]:
+    """The paraphrase files and every record in them; a file that is not a paraphrase list is
+    an error naming it (nothing is uploaded after one)."""
+    files = paraphrase_files(store)
+    records: list[Any] = []
+    for name in files:
+        path = f"{PARAPHRASE_SERVICE}/{name}"
+        source = f"{store.location}: resources/{path}"
+        try:
+            loaded = load_paraphrase_pickle(store.read_bytes("resources", path), source)
+            records += check_records(loaded, source)
+        except (AvatarError, ValueError) as exc:
+            raise dg.Failure(str(exc)) from None
+    return files, records
+
+
+def _close(store: AvatarStore) -> None:
+    close = getattr(store, "close", None)
+    if close is not None:
+        close()
+
+
+@dg.asset(
+    partitions_def=character_language_partitions,
+    group_name="paraphrase",
+    kinds={"avatar"},
+    description="The paraphrase records Avatar has for the character and language, and how "
+    "often each was said (Avatar's feedback file).",
+)
+def avatar_paraphrase_stats(
+    context: dg.AssetExecutionContext,
+    avatar: AvatarResource,
+    characters: CharacterCatalog,
+    storage: ChraStorage,
+) -> dg.MaterializeResult:
+    character, language = characters.for_partition(context)
+    store = _trusted_store(context, avatar)
+    try:
+        files, records = read_avatar_records(store)
+        feedback = read_paraphrase_feedback(store)
+    finally:
+        _close(store)
+    mine = []
+    for record in records:
+        if record.character != character.name or record.language != language.code:
+            continue
+        seen = (feedback.get(record.filename) or {}).get("seen", 0)
+        mine.append(
+            AvatarRecord(
+                filename=record.filename,
+                original_template_name=record.original_template_name,
+                used_variables_tag=record.used_variables_tag,
+                language=record.language,
+                character=record.character,
+                user=record.user,
+                seen=seen if isinstance(seen, int) and seen > 0 else 0,
+            )
+        )
+    stats = AvatarParaphraseStats(
+        character=character.name,
+        language=language.code,
+        avatar=store.location,
+        files=files,
+        records_total=len(records),
+        records=mine,
+    ).bind(storage.staging(context))
+    per_template: dict[tuple[str, str], list[int]] = {}
+    for r in mine:
+        per_template.setdefault((r.original_template_name, r.used_variables_tag), []).append(r.seen)
+    context.log.info(
+        f"Avatar {store.location}: {len(files)} paraphrase files, {len(records)} records, "
+        f"{len(mine)} for {character.name}|{language.code}"
+    )
+    return dg.MaterializeResult(
+        value=stats,
+        metadata={
+            "avatar": store.location,
+            "files": len(files),
+            "records": len(mine),
+            "records_all_characters": len(records),
+            "usage": _md_table(
+                ["template", "variables", "paraphrases", "seen"],
+                [[t, tag or "-", len(s), sum(s)] for (t, tag), s in sorted(per_template.items())],
+            ),
+        },
+    )
+
+
+class ParaphraseSetsConfig(dg.Config):
+    templates: list[str] = Field(
+        default_factory=list,
+        description="only these templates (the template sensor names the changed ones); they "
+        "are paraphrased however many paraphrases they have. Empty: every template",
+    )
+    paraphrases_upper_count: int = Field(
+        default=0,
+        description="take only template groups with at most this many paraphrases on Avatar "
+        "(0: only new ones)",
+    )
+    paraphrases_per_answer: int = Field(
+        default=5, description="paraphrases asked for per group; also the number wanted"
+    )
+    max_attempts: int = Field(default=3, description="questions per group at most")
+    batch_size: int = Field(default=20, description="template groups per BrainBox batch")
+    case_votes: int = Field(
+        default=3, description="de/ru: answers asked per variable for its case (majority wins)"
+    )
+    user: str = Field(
+        default="",
+        description="a user file name: paraphrases for that user (their description and "
+        "relationship go into the prompt). Empty: paraphrases for everyone; the prompt names "
+        "the user when exactly one has a relationship with the character",
+    )
+    max_failure_ratio: float = Field(
+        default=0.5, description="the asset fails if more LLM jobs than this share fail"
+    )
+
+
+def _persona(
+    character: Character, characters: CharacterCatalog, user_name: str
+) -> tuple[Persona, str | None]:
+    users = characters.load().users
+    if user_name:
+        if user_name not in users:
+            raise dg.Failure(
+                f"user {user_name!r} has no valid file in {characters.users_path}; "
+                f"users: {', '.join(sorted(users)) or 'none'}"
+            )
+        user, record_user = users[user_name], user_name
+    else:
+        related = [u for u in users.values() if character.name in u.relationships]
+        user, record_user = (related[0] if len(related) == 1 else None), None
+    persona = Persona(
+        character=character.display_name,
+        character_description=character.description,
+        user=user.display_name if user else "",
+        user_description=user.description if user else "",
+        relationship=user.relationships.get(character.name, "") if user else "",
+    )
+    return persona, record_user
+
+
+def _has_determiner(text: str, slot: Slot) -> bool:
+    before = text.split(slot.fragment, 1)[0].split()
+    return bool(before) and before[-1].casefold().strip(",.;:") in _DE_DETERMINERS
+
+
+@dg.asset(
+    partitions_def=character_language_partitions,
+    group_name="paraphrase",
+    kinds={"llm"},
+    pool=brainbox_pool(),
+    description="New paraphrases of the templates in the character's voice from the BrainBox "
+    "llm role, restored strictly (every variable exactly once); for de/ru each variable's "
+    "case by majority vote; every template group's outcome with its reason.",
+)
+def paraphrase_sets(
+    context: dg.AssetExecutionContext,
+    config: ParaphraseSetsConfig,
+    avatar_paraphrase_stats: AvatarParaphraseStats,
+    brainbox: BrainBoxResource,
+    characters: CharacterCatalog,
+    templates: TemplateFolder,
+    storage: ChraStorage,
+) -> dg.MaterializeResult:
+    character, language = characters.for_partition(context)
+    code = language.code
+    persona, record_user = _persona(character, characters, config.user)
+    library = templates.load()
+    for error in library.errors:
+        context.log.warning(f"skipping a broken template file: {error}")
+    missing = [n for n in config.templates if n not in library.templates]
+    if missing:
+        broken = sorted(library.broken_files)
+        raise dg.Failure(
+            f"no template {', '.join(map(repr, missing))} in {library.folder}"
+            + (f" (broken files: {', '.join(broken)})" if broken else "")
+        )
+    specs = [library.templates[n] for n in (config.templates or sorted(library.templates))]
+    outcomes: list[GroupOutcome] = [
+        GroupOutcome(
+            template=s.name,
+            variables_tag="",
+            outcome="not_in_language",
+            reason=f"no lines in {code}",
+        )
+        for s in specs
+        if code not in s.lines
+    ]
+    groups = [g for s in specs for g in s.groups(code)]
+    usage = usage_by_group(
+        avatar_paraphrase_stats.records,
+        {r.filename: {"seen": r.seen} for r in avatar_paraphrase_stats.records},
+        character=character.name,
+        language=code,
+        user=record_user,
+    )
+    chosen, skipped = choose_groups(
+        groups, usage, upper_count=config.paraphrases_upper_count, explicit=config.templates
+    )
+    for group, why in skipped:
+        found = usage[(group.template.name, group.tag)]
+        outcomes.append(
+            GroupOutcome(
+                template=group.template.name,
+                variables_tag=group.tag,
+                outcome="skipped",
+                reason=why,
+                existing=found.existing,
+                seen=found.seen,
+            )
+        )
+    context.log.info(
+        f"{len(chosen)} template groups to paraphrase for {character.name}|{code}, "
+        f"{len(skipped)} skipped (more than {config.paraphrases_upper_count} paraphrases)"
+    )
+
+    call = brainbox.call("llm", "question")
+    llm = f"{call.decider}:{call.parameter or ''}"
+    work = storage.work(context)
+    answers = work.step("answers", {"llm": llm})
+    system = system_prompt(persona)
+    accepted: dict[str, list[Candidate]] = {g.key: [] for g in chosen}
+    reasons: dict[str, Counter] = {g.key: Counter() for g in chosen}
+    examples: dict[str, list[str]] = {}
+    jobs_total = jobs_failed = 0
+    wanted = config.paraphrases_per_answer
+    for attempt in range(config.max_attempts):
+        pending = [g for g in chosen if len(accepted[g.key]) < wanted]
+        if not pending:
+            break
+        for batch in batches(pending, config.batch_size):
+            jobs = []
+            for group in batch:
+                prompt = paraphrase_prompt(group, persona, wanted, seed=attempt)
+                jobs.append(
+                    Job(
+                        arguments={"prompt": prompt, "system_prompt": system},
+                        inputs={"prompt": prompt, "system": system, "attempt": attempt},
+                        label=group.template.name,
+                    )
+                )
+            outcome = brainbox.run(context, answers, "llm", "question", jobs)
+            for group, record in zip(batch, outcome.records(), strict=True):
+                jobs_total += 1
+                if not record.ok:
+                    jobs_failed += 1
+                    reasons[group.key][R.LLM_ERROR] += 1
+                    examples.setdefault(R.LLM_ERROR, []).append(str(record.error)[:200])
+                    continue
+                known = [line.text for line in group.lines]
+                known += [candidate_text(c) for c in accepted[group.key]]
+                restored = restore_answer(str(record.result or ""), group.lines, known=known)
+                reasons[group.key].update(restored.reasons())
+                if restored.answer_reason:
+                    examples.setdefault(restored.answer_reason, []).append(str(record.result)[:200])
+                for candidate in restored.candidates:
+                    if candidate.ok:
+                        accepted[group.key].append(candidate)
+                    else:
+                        examples.setdefault(candidate.reason, []).append(candidate.text[:200])
+        done = sum(min(wanted, len(accepted[g.key])) for g in chosen)
+        context.log.info(
+            f"attempt {attempt + 1}/{config.max_attempts}: {done} of {wanted * len(chosen)} "
+            "paraphrases accepted"
+        )
+    if jobs_total and (
+        jobs_failed == jobs_total or jobs_failed / jobs_total > config.max_failure_ratio
+    ):
+        raise dg.Failure(
+            f"{jobs_failed} of {jobs_total} LLM jobs failed; first errors: "
+            + " | ".join(examples.get(R.LLM_ERROR, [])[:3])
+        )
+
+    grammar = _vote_cases(context, brainbox, work, llm, chosen, accepted, code, config)
+    paraphrases: list[ParaphraseLine] = []
+    for group in chosen:
+        kept = accepted[group.key][:wanted]
+        for candidate in kept:
+            text = candidate_text(candidate)
+            line = ParaphraseLine(
+                template=group.template.name,
+                variables_tag=group.tag,
+                language=code,
+                character=character.name,
+                user=record_user,
+                text=text,
+                grammar=grammar.get((group.key, text), {}),
+                template_fingerprint=group.template.fingerprint,
+            )
+            line.record_id = line.paraphrase().record_id
+            paraphrases.append(line)
+        found = usage.get((group.template.name, group.tag))
+        rejections = Counter({k: v for k, v in reasons[group.key].items() if k != R.ACCEPTED})
+        if kept:
+            result, why = "accepted", f"{len(kept)} accepted"
+        else:
+            main = rejections.most_common(1)
+            result, why = "rejected", (main[0][0] if main else "no answer")
+        outcomes.append(
+            GroupOutcome(
+                template=group.template.name,
+                variables_tag=group.tag,
+                outcome=result,
+                reason=why,
+                existing=found.existing if found else 0,
+                seen=found.seen if found else 0,
+                accepted=len(kept),
+                reasons=dict(reasons[group.key]),
+            )
+        )
+    sets = ParaphraseSets(
+        character=character.name,
+        language=code,
+        user=record_user,
+        llm=llm,
+        paraphrases=paraphrases,
+        outcomes=outcomes,
+        rejected_examples={k: v[:5] for k, v in sorted(examples.items())},
+    ).bind(storage.staging(context))
+    totals = Counter()
+    for group in chosen:
+        totals.update(reasons[group.key])
+    return dg.MaterializeResult(
+        value=sets,
+        metadata={
+            "llm": llm,
+            "groups_paraphrased": len(chosen),
+            "groups_skipped": len(skipped),
+            "paraphrases": len(paraphrases),
+            "llm_jobs": jobs_total,
+            "templates": _md_table(
+                ["template", "variables", "outcome", "reason", "existing", "seen", "accepted"],
+                [
+                    [
+                        o.template,
+                        o.variables_tag or "-",
+                        o.outcome,
+                        o.reason,
+                        o.existing,
+                        o.seen,
+                        o.accepted,
+                    ]
+                    for o in outcomes
+                ],
+            ),
+            "accepted_examples": _md_table(
+                ["template", "paraphrase", "grammar"],
+                [[p.template, p.text, _grammar_text(p.grammar) or "-"] for p in paraphrases[:15]],
+            ),
+            "rejections": _md_table(
+                ["reason", "count", "example"],
+                [
+                    [reason, count, (examples.get(reason) or [""])[0]]
+                    for reason, count in totals.most_common()
+                    if reason != R.ACCEPTED
+                ],
+            ),
+        },
+    )
+
+
+def _grammar_text(grammar: dict[str, dict[str, str | None]]) -> str:
+    return "; ".join(
+        f"{fragment}: " + ", ".join(f"{k}={v}" for k, v in rule.items() if v)
+        for fragment, rule in sorted(grammar.items())
+    )
+
+
+def _vote_cases(
+    context: dg.AssetExecutionContext,
+    brainbox: BrainBoxResource,
+    work: Any,
+    llm: str,
+    chosen: list[Group],
+    accepted: dict[str, list[Candidate]],
+    language: str,
+    config: ParaphraseSetsConfig,
+) -> dict[tuple[str, str], dict[str, dict[str, str | None]]]:
+    """(group key, paraphrase text) -> fragment -> {case, article, votes}, for de and ru."""
+    questions: list[tuple[str, str, Slot, int]] = []  # group key, text, slot, vote
+    jobs: list[Job] = []
+    for group in chosen:
+        for candidate in accepted[group.key][: config.paraphrases_per_answer]:
+            text = candidate_text(candidate)
+            slots = [p for p in candidate.parts if isinstance(p, Slot)]
+            for slot in slots_needing_case(group.template, slots, language):
+                prompt = case_prompt(text, slot, group.template, language)
+                for vote in range(config.case_votes):
+                    questions.append((group.key, text, slot, vote))
+                    jobs.append(
+                        Job(
+                            arguments={"prompt": prompt},
+                            inputs={"prompt": prompt, "vote": vote},
+                            label="case",
+                        )
+                    )
+    if not jobs:
+        return {}
+    context.log.info(f"asking the case of {len(jobs) // config.case_votes} variables")
+    step = work.step("cases", {"llm": llm})
+    answers: dict[tuple[str, str, str], list[str]] = {}
+    slots: dict[tuple[str, str, str], Slot] = {}
+    for chunk in batches(list(zip(questions, jobs, strict=True)), 100):
+        outcome = brainbox.run(context, step, "llm", "question", [j for _, j in chunk])
+        for ((key, text, slot, _), _), record in zip(chunk, outcome.records(), strict=True):
+            ident = (key, text, slot.fragment)
+            slots[ident] = slot
+            answers.setdefault(ident, []).append(str(record.result) if record.ok else "")
+    result: dict[tuple[str, str], dict[str, dict[str, str | None]]] = {}
+    for (key, text, fragment), said in answers.items():
+        case_vote = majority([parse_case(a, language) for a in said])
+        rule: dict[str, str | None] = {"case": case_vote.winner, "votes": case_vote.reason}
+        slot = slots[(key, text, fragment)]
+        if language == "de" and not slot.count and not _has_determiner(text, slot):
+            article_vote = majority([parse_article(a) for a in said])
+            rule["article"] = article_vote.winner
+            rule["article_votes"] = article_vote.reason
+        result.setdefault((key, text), {})[fragment] = rule
+    return result
+
+
+@dg.asset(
+    partitions_def=character_language_partitions,
+    group_name="paraphrase",
+    kinds={"avatar"},
+    pool="avatar",
+    description="The new paraphrases uploaded to Avatar as the next paraphrase-NNNN.pkl (a "
+    "pickled list of kaia-avatar ParaphraseRecords); records already there are not uploaded "
+    "again.",
+)
+def avatar_paraphrases(
+    context: dg.AssetExecutionContext,
+    paraphrase_sets: ParaphraseSets,
+    avatar: AvatarResource,
+    templates: TemplateFolder,
+    storage: ChraStorage,
+) -> dg.MaterializeResult:
+    library = templates.load()
+    store = _trusted_store(context, avatar)
+    try:
+        _, records = read_avatar_records(store)
+        present = {r.filename for r in records}
+        stale: list[str] = []
+        new: dict[str, Paraphrase] = {}
+        for line in paraphrase_sets.paraphrases:
+            spec = library.templates.get(line.template)
+            if spec is None or spec.fingerprint != line.template_fingerprint:
+                stale.append(line.record_id)
+                continue
+            paraphrase = line.paraphrase()
+            if paraphrase.record_id not in present:
+                new.setdefault(paraphrase.record_id, paraphrase)
+        if stale:
+            context.log.warning(
+                f"{len(stale)} paraphrases belong to templates that changed or were removed "
+                "since they were made; they are not uploaded (the template sensor asks for new "
+                "ones)"
+            )
+        uploaded_file = ""
+        if new:
+            built = build_records(library.templates, new.values())
+            payload = pickle.dumps(built)
+            # What the live service will load must load: check it the way chara reads it.
+            check_records(load_paraphrase_pickle(payload, "the new paraphrase file"), "upload")
+            uploaded_file = upload_paraphrase_file(store, payload)
+            context.log.info(
+                f"uploaded {len(new)} paraphrases to {store.location} as resources/{uploaded_file}"
+            )
+        else:
+            context.log.info("nothing new to upload")
+    finally:
+        _close(store)
+    result = AvatarParaphrases(
+        character=paraphrase_sets.character,
+        language=paraphrase_sets.language,
+        avatar=store.location,
+        uploaded_file=uploaded_file,
+        uploaded=sorted(new),
+        already_there=len(paraphrase_sets.paraphrases) - len(new) - len(stale),
+        stale=stale,
+    ).bind(storage.staging(context))
+    return dg.MaterializeResult(
+        value=result,
+        metadata={
+            "uploaded": len(new),
+            "file": uploaded_file or "-",
+            "already_there": result.already_there,
+            "stale": len(stale),
+        },
+    )
