@@ -14,6 +14,7 @@ from chara_assets.paraphrase import restore as R
 from chara_assets.paraphrase.assets import (
     ParaphraseLine,
     ParaphraseSets,
+    ParaphraseSetsConfig,
     avatar_paraphrase_stats,
     avatar_paraphrases,
     paraphrase_sets,
@@ -216,8 +217,9 @@ def test_chain_end_to_end_with_the_real_small_llm(
         _resources(resources, avatar_server.url, templates_dir, brainbox=brainbox),
     )
     assert run(avatar_paraphrase_stats, "kiki|en").success
-    config = {"templates": ["goodbye", "timer_done"], "max_attempts": 1,
-              "paraphrases_per_answer": 3}  # fmt: skip
+    config = ParaphraseSetsConfig(
+        templates=["goodbye", "timer_done"], max_attempts=1, paraphrases_per_answer=3
+    )
     result = run(paraphrase_sets, "kiki|en", paraphrase_sets=config)
     assert result.success, failure_message(result)
     sets = load_manifest(chara_home / "assets" / "paraphrase_sets" / "kiki" / "en")
