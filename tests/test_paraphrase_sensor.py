@@ -49,7 +49,7 @@ def folders(tmp_path: Path, config_dirs) -> tuple[Path, Path, Path]:
 
 
 def _tick(instance, folders, cursor, log: logging.Handler | None = None) -> dg.SensorResult:
-    characters = folders[1]
+    templates, characters, users = folders
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
