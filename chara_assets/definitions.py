@@ -20,6 +20,12 @@ from .paraphrase.sensors import build_template_sensor
 from .voice.assets import voice_sample
 from .voice.audio_assets import augmented_lines, cloned_audio, cloner_voice
 from .voice.clip_assets import piper_archive, trimmed_clips
+from .voice.training_assets import (
+    checkpoint_report,
+    deliver_voice_job,
+    delivered_voice,
+    piper_checkpoints,
+)
 from .voice.corpus_assets import (
     corpus_review,
     pool_phonemes,
@@ -70,12 +76,15 @@ defs = dg.Definitions(
         cloned_audio,
         trimmed_clips,
         piper_archive,
+        piper_checkpoints,
+        checkpoint_report,
+        delivered_voice,
         *IDENTIFICATION_ASSETS,
         avatar_paraphrase_stats,
         paraphrase_sets,
         avatar_paraphrases,
     ],
-    jobs=[character_job, language_job, corpus_job, paraphrase_job],
+    jobs=[character_job, language_job, corpus_job, paraphrase_job, deliver_voice_job],
     sensors=[build_character_sensor(character_job), build_template_sensor(paraphrase_job)],
     resources={
         "storage": storage,

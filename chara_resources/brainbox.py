@@ -60,6 +60,8 @@ EMBEDDED_ROLES: dict[str, RoleBinding] = {
     "llm": RoleBinding(decider="LlamaCpp", parameter="smollm2-135m-instruct"),
     "speaker_embedder": RoleBinding(decider="Resemblyzer"),
     "face_embedder": RoleBinding(decider="NoFaceModel"),
+    "piper_trainer": RoleBinding(decider="PiperTrainer"),  # CPU: small trainings only
+    "piper_voice": RoleBinding(decider="PiperVoice"),
 }
 
 

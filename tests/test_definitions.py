@@ -17,15 +17,18 @@ def test_definitions_list_the_platform() -> None:
         "avatar_media",
         "avatar_paraphrase_stats",
         "avatar_paraphrases",
+        "checkpoint_report",
         "cloned_audio",
         "cloner_voice",
         "corpus_review",
+        "delivered_voice",
         "embedding_sets",
         "identification_report",
         "identity_annotations",
         "identity_dataset",
         "paraphrase_sets",
         "piper_archive",
+        "piper_checkpoints",
         "pool_phonemes",
         "reviewed_corpus",
         "sentence_pool",
@@ -37,6 +40,7 @@ def test_definitions_list_the_platform() -> None:
     assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
         "character_job",
         "corpus_job",
+        "deliver_voice_job",
         "language_job",
         "paraphrase_job",
     ]
@@ -91,6 +95,9 @@ def test_steps_that_use_brainbox_are_in_its_pool() -> None:
         "cloned_audio",
         "trimmed_clips",
         "paraphrase_sets",
+        "piper_checkpoints",
+        "checkpoint_report",
+        "delivered_voice",
     } <= set(checked)
     assert "embedding_sets" in checked
 

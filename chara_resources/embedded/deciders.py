@@ -185,4 +185,6 @@ DEFAULT_DECIDERS = [
     f"{__name__}:Resemblyzer",
     f"{__name__}:LlamaCpp",
     f"{__name__}:NoFaceModel",
+    "chara_resources.embedded.training:PiperTrainer",
+    "chara_resources.embedded.training:PiperVoice",
 ]

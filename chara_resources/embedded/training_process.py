@@ -97,8 +97,11 @@ def _events_callback(spec: dict[str, Any]):
                     "step",
                     epoch=trainer.current_epoch,
                     step=trainer.global_step,
-                    progress=min(1.0, (trainer.current_epoch * trainer.num_training_batches
-                                       + batch_idx + 1) / total),
+                    progress=min(
+                        1.0,
+                        (trainer.current_epoch * trainer.num_training_batches + batch_idx + 1)
+                        / total,
+                    ),
                 )
 
         def on_train_epoch_end(self, trainer, pl_module) -> None:

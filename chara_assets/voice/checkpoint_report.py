@@ -1,0 +1,153 @@
+"""Pure helpers of the training chain (no Dagster): the loss plot, the checkpoint listening
+page, voice tars, evaluation texts and the audio checks of a voiced sample."""
+
+from __future__ import annotations
+
+import html
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# The same sentence voiced by every checkpoint, per language.
+EVALUATION_TEXTS = {
+    "en": "Hello! I am your new voice. How do you like the way I sound today?",
+    "de": "Hallo! Ich bin deine neue Stimme. Wie gefällt dir, wie ich heute klinge?",
+    "ru": "Привет! Я твой новый голос. Как тебе нравится, как я звучу сегодня?",
+}
+
+# Losses shown in tables and plots, in this order (the trainer may report more).
+MAIN_LOSSES = ("loss_g", "loss_d", "train_mel", "val_mel")
+
+
+@dataclass
+class AudioStats:
+    duration_s: float
+    rms: float
+    peak: float
+
+    @property
+    def silent(self) -> bool:
+        return self.rms < 1e-3 or self.peak < 1e-2
+
+
+def audio_stats(path: Path) -> AudioStats:
+    """Duration, RMS and peak of a WAV (mono or mixed down)."""
+    import soundfile as sf
+
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    mono = data.mean(axis=1)
+    if mono.size == 0:
+        return AudioStats(0.0, 0.0, 0.0)
+    return AudioStats(
+        duration_s=round(mono.size / rate, 3),
+        rms=round(float(np.sqrt(np.mean(mono**2))), 5),
+        peak=round(float(np.abs(mono).max()), 5),
+    )
+
+
+def write_voice_tar(onnx: Path, config: Path, tar_path: Path, stem: str) -> Path:
+    """A tar with ``<stem>.onnx`` and ``<stem>.onnx.json``: what Piper's upload takes."""
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(onnx, arcname=f"{stem}.onnx")
+        tar.add(config, arcname=f"{stem}.onnx.json")
+    return tar_path
+
+
+def loss_plot(
+    epochs: Sequence[int], losses: Sequence[dict[str, float]], path: Path, *, title: str
+) -> Path | None:
+    """A PNG of the main losses per checkpoint epoch; None when no loss was reported."""
+    names = [n for n in MAIN_LOSSES if any(n in row for row in losses)]
+    if not names:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 3.2))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(names), squeeze=False)[0]
+    for ax, name in zip(axes, names, strict=True):
+        points = [(e, row[name]) for e, row in zip(epochs, losses, strict=True) if name in row]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color="#4477aa")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+    return path
+
+
+@dataclass
+class ReportRow:
+    name: str
+    audio: str  # relative to the page
+    text: str
+    note: str = ""
+    losses: dict[str, float] = field(default_factory=dict)
+
+
+def _audio(src: str) -> str:
+    return f"<audio controls preload='metadata' src='{html.escape(src)}'></audio>"
+
+
+def checkpoint_page(
+    path: Path,
+    *,
+    title: str,
+    source: ReportRow | None,
+    training: Sequence[ReportRow],
+    checkpoints: Sequence[ReportRow],
+    plot: str | None,
+    summary: str = "",
+) -> Path:
+    """The listening page: the source sample, a few training clips, then one player per
+    checkpoint with its losses, and the loss plot. Audio paths are relative to the page."""
+    losses = [n for n in MAIN_LOSSES if any(n in row.losses for row in checkpoints)]
+    parts = [
+        "<!doctype html><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:64em;margin:2em auto}"
+        "td,th{padding:.3em .6em;vertical-align:middle;text-align:left}"
+        "tr:nth-child(even){background:#f4f4f4}audio{height:2em}</style>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    if summary:
+        parts.append(f"<p>{html.escape(summary)}</p>")
+    if source is not None:
+        parts.append("<h2>Source: the character's voice sample</h2><table>")
+        parts.append(f"<tr><td>{_audio(source.audio)}</td><td>{html.escape(source.text)}</td></tr>")
+        parts.append("</table>")
+    if training:
+        parts.append(f"<h2>Training clips ({len(training)})</h2><table>")
+        for row in training:
+            parts.append(
+                f"<tr><td>{_audio(row.audio)}</td><td>{html.escape(row.text)}</td>"
+                f"<td><code>{html.escape(row.name)}</code></td></tr>"
+            )
+        parts.append("</table>")
+    parts.append(f"<h2>Checkpoints ({len(checkpoints)})</h2>")
+    if checkpoints:
+        parts.append(f"<p>Every checkpoint says: <q>{html.escape(checkpoints[0].text)}</q></p>")
+    header = "".join(f"<th>{html.escape(n)}</th>" for n in losses)
+    parts.append(f"<table><tr><th>checkpoint</th><th>listen</th>{header}<th>note</th></tr>")
+    for row in checkpoints:
+        cells = "".join(
+            f"<td>{row.losses[n]:.3f}</td>" if n in row.losses else "<td></td>" for n in losses
+        )
+        parts.append(
+            f"<tr><td><code>{html.escape(row.name)}</code></td><td>{_audio(row.audio)}</td>"
+            f"{cells}<td>{html.escape(row.note)}</td></tr>"
+        )
+    parts.append("</table>")
+    if plot:
+        parts.append(f"<h2>Losses</h2><img alt='losses' src='{html.escape(plot)}'>")
+    parts.append(
+        "<p>Pick the checkpoint that sounds best and deliver it: run <code>deliver_voice_job"
+        "</code> for this partition with <code>checkpoint</code> set to its name.</p>"
+    )
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
