@@ -476,3 +476,64 @@ def audio_sources_in_chromium(page: Path) -> list[dict]:
         browser.wait()
         httpd.shutdown()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def _training_processes(training_id: str) -> int:
+    marker = f"piper_training/{training_id}/spec.json".encode()
+    count = 0
+    for proc in Path("/proc").iterdir():
+        try:
+            count += marker in (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+    return count
+
+
+def test_cancelled_training_stops_its_process(box: EmbeddedBrainBox, tmp_path: Path) -> None:
+    """BrainBox's cancel only marks the job; the trainer notices and stops the training."""
+    from chara_resources.brainbox_client import BrainBoxClient
+
+    clips = [Clip(c, speak(t, tmp_path / f"{c}.wav"), t) for c, t in TEXTS.items()]
+    archive = build_archive(clips, tmp_path / "dataset.zip", speaker="kiki").path
+    training_id = "chara-cancel-test"
+    with BrainBoxClient(box.running_url()) as client:
+        client.upload("cancel-test.zip", archive)
+        parameters = {"epochs": 500, "batch_size": 2, "quality": "x_low", "language": "en"}
+        job = {
+            "id": "cancel-test-job",
+            "decider": "PiperTrainer",
+            "method": "train",
+            "arguments": {
+                "training_id": training_id,
+                "model": "",
+                "parameters": parameters,
+                "dataset": "cancel-test.zip",
+            },
+        }
+        client.add_jobs([job])
+        deadline = time.monotonic() + 300
+        while not any("training 500 epochs" in line for line in client.job(job["id"])["log"] or []):
+            assert not client.job(job["id"])["finished_timestamp"], client.job(job["id"])["error"]
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert _training_processes(training_id) == 1
+        client.cancel_job(job["id"])
+        deadline = time.monotonic() + 30
+        while _training_processes(training_id):
+            assert time.monotonic() < deadline, "the training went on after the cancel"
+            time.sleep(0.2)
+        client.add_jobs(
+            [
+                {
+                    "id": "cancel-test-cleanup",
+                    "decider": "PiperTrainer",
+                    "method": "delete",
+                    "arguments": {"training_id": training_id},
+                }
+            ]
+        )
+        deadline = time.monotonic() + 60
+        while not client.job("cancel-test-cleanup")["finished_timestamp"]:  # the server is free
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert not (box.folder / "data" / "piper_training" / training_id).exists()

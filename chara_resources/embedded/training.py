@@ -86,6 +86,44 @@ def _set_parent_death_signal() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _cancelled(database: Path, job_id: str) -> bool:
+    """Whether BrainBox marked the job cancelled (its cancel only marks the job record)."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            row = db.execute("select error from brain_box_jobs where id = ?", (job_id,)).fetchone()
+    except sqlite3.Error:
+        return False
+    return row is not None and row[0] == "Cancelled"
+
+
+class _CancelWatch:
+    """Kills the training process when its job is cancelled on BrainBox, so a cancelled run
+    frees the CPU instead of training to the end."""
+
+    def __init__(self, database: Path, job_id: str, process: subprocess.Popen) -> None:
+        self.cancelled = False
+        self._stop = threading.Event()
+        self._args = (database, job_id, process)
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        database, job_id, process = self._args
+        while not self._stop.wait(2.0):
+            if process.poll() is not None:
+                return
+            if _cancelled(database, job_id):
+                self.cancelled = True
+                process.kill()
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def unpack_dataset(archive: Path, folder: Path) -> tuple[str, int]:
     """Unpack a Piper training ZIP into ``folder``: WAVs and a fresh ``metadata.csv``
     (``id|text``) built from the ``.txt`` transcripts. Returns (speaker, clips).
@@ -215,6 +253,9 @@ class PiperTrainer(ISelfManagingDecider):
                 errors="replace",
                 preexec_fn=_set_parent_death_signal,
             )
+            watch = _CancelWatch(
+                self.cache_folder.parent / "brainbox.db", self.current_job_id, process
+            )
             try:
                 for raw in process.stdout:
                     line = raw.rstrip()
@@ -250,6 +291,10 @@ class PiperTrainer(ISelfManagingDecider):
                 process.kill()
                 process.wait()
                 raise
+            finally:
+                watch.stop()
+        if watch.cancelled:
+            raise RuntimeError("the training was cancelled on BrainBox; its process was stopped")
         if code != 0:
             raise RuntimeError(
                 f"piper training exited with code {code}; last lines:\n" + "\n".join(tail)
