@@ -159,7 +159,9 @@ def test_voice_end_to_end(
     again = run(avatar_media, "voice", avatar_media=users)
     meta = metadata(again, avatar_media)
     assert meta["known_downloads"] == 37 and meta["new_downloads"] == 35  # only the new names
-    assert run(embedding_sets, "voice").success
+    second = run(embedding_sets, "voice")
+    meta = metadata(second, embedding_sets)
+    assert meta["reused"] == 36 and meta["computed"] == 1  # only the broken file is retried
     embedding_set = load_manifest(folder)
     assert sum(s.user is not None for s in embedding_set.samples) == 35
     task_path = write_task_for(embedding_set, chara_home, refine=True)
@@ -177,6 +179,26 @@ def test_voice_end_to_end(
     previous = next(p for p in stashes if p not in first_stash)
     assert len(list(previous.rglob("*.wav"))) == 35  # the first upload, kept
     assert len(list((service_folder / "current").rglob("*.wav"))) == 34
+
+    # Avatar's own identificator loads the uploaded set and tells the three apart. (It would
+    # embed each file through BrainBox; here it gets the vectors chara computed.)
+    from avatar.app import AvatarApi
+    from avatar.daemon.common.vector_identificator import BestOfStrategy, VectorIdentificator
+
+    vectors = embedding_set.matrix()
+    by_content = {s.id: [float(v) for v in vectors[s.row]] for s in embedding_set.samples}
+
+    def to_vector(name: str) -> list[float]:
+        return by_content[content_id(avatar_server.folder / "cache" / name)]
+
+    identificator = VectorIdentificator(
+        AvatarApi(avatar_server.url), service_folder / "current", BestOfStrategy(10), to_vector
+    )
+    identificator.initialize()
+    assert len(identificator.df) == 34 and set(identificator.df.index) == {"adam", "fiona", "joe"}
+    recorded = {content_id(p): p.name for p in (avatar_server.folder / "cache").glob("rec*")}
+    for user, paths in recordings.items():
+        assert identificator.analyze(recorded[content_id(paths[-1])]) == user
 
 
 RED, BLUE = (220, 30, 30), (30, 60, 220)
