@@ -235,6 +235,8 @@ def test_face_path_with_a_stand_in_embedder(
         # The embedded BrainBox has no face model: the error says so.
         no_model = {**base, "brainbox": BrainBoxResource(url=url, role_profile="embedded")}
         run = asset_runner(ASSETS, instance, no_model)
+        by_default = run(avatar_media, "face")  # the users are the users/*.yaml files
+        assert metadata(by_default, avatar_media)["users"] == "sam"
         assert run(avatar_media, "face", avatar_media=users).success
         failed = run(embedding_sets, "face")
         assert "no face model" in failure_message(failed)
