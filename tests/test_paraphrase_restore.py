@@ -230,3 +230,28 @@ def test_upper_count_and_priority_order() -> None:
     assert [(g.template.name, g.tag) for g in only_new] == [("timer_set", "count,index,unit")]
     forced, skipped = choose_groups(groups, usage, upper_count=0, explicit=["goodbye"])
     assert "goodbye" in [g.template.name for g in forced] and len(skipped) == 1
+
+
+def test_echoes_of_the_prompt_and_speaker_labels() -> None:
+    # Lines SmolLM2-135M gave for a greeting (recorded): it repeats the prompt.
+    prompt = (
+        "Situation: The user has just come in, or said hello.\n"
+        "The reply must express: a friendly hello\n"
+        "The lines now:\n- Hello!"
+    )
+    answer = (
+        "- Situation: The user has just come in, or said hello.\n"
+        "- The reply must express a friendly hello.\n"
+        "- Kiki: Hey there, sunshine!\n"
+        "- Well hello, hello!\n"
+    )
+    group = parse_templates(
+        "templates:\n  - name: greeting\n    lines: {en: ['Hello!']}\n", "t.yaml"
+    )[0].groups("en")[0]
+    restored = restore_answer(answer, group.lines, prompt=prompt, speaker="Kiki")
+    assert [(candidate_text(c) or c.text, c.reason) for c in restored.candidates] == [
+        ("Situation: The user has just come in, or said hello.", R.ECHO),
+        ("The reply must express a friendly hello.", R.ECHO),
+        ("Hey there, sunshine!", R.ACCEPTED),
+        ("Well hello, hello!", R.ACCEPTED),
+    ]

@@ -375,8 +375,10 @@ def paraphrase_sets(
             break
         for batch in batches(pending, config.batch_size):
             jobs = []
+            prompts_by_key: dict[str, str] = {}
             for group in batch:
                 prompt = paraphrase_prompt(group, persona, wanted, seed=attempt)
+                prompts_by_key[group.key] = prompt + "\n" + system
                 jobs.append(
                     Job(
                         arguments={"prompt": prompt, "system_prompt": system},
@@ -394,7 +396,13 @@ def paraphrase_sets(
                     continue
                 known = [line.text for line in group.lines]
                 known += [candidate_text(c) for c in accepted[group.key]]
-                restored = restore_answer(str(record.result or ""), group.lines, known=known)
+                restored = restore_answer(
+                    str(record.result or ""),
+                    group.lines,
+                    known=known,
+                    prompt=prompts_by_key[group.key],
+                    speaker=persona.character,
+                )
                 reasons[group.key].update(restored.reasons())
                 if restored.answer_reason:
                     examples.setdefault(restored.answer_reason, []).append(str(record.result)[:200])

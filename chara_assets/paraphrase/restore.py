@@ -24,6 +24,7 @@ DUPLICATED = "duplicated_variable"
 UNBALANCED = "unbalanced_braces"
 COPY = "copy_of_original"
 DUPLICATE = "duplicate"
+ECHO = "echo_of_prompt"
 TOO_LONG = "too_long"
 REFUSAL = "refusal"
 UNPARSABLE = "unparsable_answer"
@@ -38,6 +39,7 @@ REASONS = (
     UNBALANCED,
     COPY,
     DUPLICATE,
+    ECHO,
     TOO_LONG,
     REFUSAL,
     UNPARSABLE,
@@ -233,19 +235,34 @@ def restore_answer(
     *,
     known: Iterable[str] = (),
     max_length: int | None = None,
+    prompt: str = "",
+    speaker: str = "",
 ) -> Restored:
     """Every line an LLM answer offers for a group, accepted or rejected with its reason.
 
     ``known``: lines already had (the originals, earlier paraphrases): copies are rejected.
     ``max_length``: longer lines are rejected (default: three times the longest original
-    line plus 40 characters).
+    line plus 40 characters). ``prompt``: a line that only repeats a piece of the prompt
+    (small models echo "Situation: ...") is rejected. ``speaker``: a leading "Kiki:" is
+    removed.
     """
     items, reason = split_answer(answer)
     restored = Restored(answer_reason=reason)
     limit = max_length or 3 * max(len(line.text) for line in lines) + 40
     originals = {_comparable(line.text) for line in lines}
     seen = {_comparable(k) for k in known}
+    # Whole lines of the prompt, also without their "Label:" (small models echo them).
+    echoes = set()
+    for prompt_line in prompt.splitlines():
+        echoes.add(_comparable(prompt_line))
+        echoes.add(_comparable(prompt_line.partition(":")[2]))
+    echoes.discard("")
+    label = (
+        re.compile(r"^\s*" + re.escape(speaker) + r"\s*:\s*", re.IGNORECASE) if speaker else None
+    )
     for item in items:
+        if label is not None:
+            item = label.sub("", item, count=1).strip() or item
         if is_refusal(item):
             restored.candidates.append(Candidate(item, REFUSAL))
             continue
@@ -257,6 +274,8 @@ def restore_answer(
             text = _comparable(candidate_text(candidate))
             if text in originals:
                 candidate = Candidate(item, COPY)
+            elif text in echoes:
+                candidate = Candidate(item, ECHO)
             elif text in seen:
                 candidate = Candidate(item, DUPLICATE)
             else:
