@@ -255,3 +255,31 @@ def test_echoes_of_the_prompt_and_speaker_labels() -> None:
         ("Hey there, sunshine!", R.ACCEPTED),
         ("Well hello, hello!", R.ACCEPTED),
     ]
+
+
+def test_translated_option_words_are_said() -> None:
+    from grammatron import DubParameters
+
+    from chara_assets.paraphrase.grammar import parse_translation
+    from chara_assets.paraphrase.records import Paraphrase, paraphrase_template
+    from chara_assets.paraphrase.templates import missing_words
+
+    assert parse_translation('- "Stunde".') == "Stunde"
+    assert parse_translation("Translation: час") == "час"
+    assert parse_translation("The word is hour, which means 60 minutes.") is None
+    [spec] = parse_templates(
+        "templates:\n  - name: t\n    variables:\n"
+        "      n: {type: int, min: 1, max: 9, description: how many}\n"
+        "      unit: {type: options, description: d, options: [hour, {value: day, ru: день}]}\n"
+        "    lines:\n      ru: ['Жду {n+unit}.']\n",
+        "t.yaml",
+    )
+    assert missing_words(spec.variables["unit"], "ru") == ["hour"]
+    assert missing_words(spec.variables["unit"], "en") == []
+    plain = Paraphrase("t", "n,unit", "ru", "boris", None, "Ну, жду {n+unit}.")
+    translated = Paraphrase(**{**vars(plain), "words": {"unit": {"hour": "час"}}})
+    params = DubParameters(language="ru")
+    values = {"n": 5, "unit": "hour"}
+    assert paraphrase_template(spec, plain).dub.to_str(values, params) == "Ну, жду пять hour."
+    assert paraphrase_template(spec, translated).dub.to_str(values, params) == "Ну, жду пять часов."
+    assert plain.record_id != translated.record_id

@@ -31,13 +31,20 @@ from ..characters.models import Character
 from ..characters.resource import CharacterCatalog
 from ..partitions import character_language_partitions
 from . import restore as R
-from .grammar import majority, parse_article, parse_case, slots_needing_case
+from .grammar import (
+    majority,
+    parse_article,
+    parse_case,
+    parse_translation,
+    slots_needing_case,
+    translation_prompt,
+)
 from .prompts import Persona, case_prompt, paraphrase_prompt, system_prompt
 from .records import Paraphrase, build_records, check_records
 from .resource import TemplateFolder
 from .restore import Candidate, candidate_text, restore_answer
 from .selection import batches, choose_groups, usage_by_group
-from .templates import Group, Slot
+from .templates import Group, Slot, missing_words
 
 _DE_DETERMINERS = {
     "der", "die", "das", "dem", "den", "des", "ein", "eine", "einen", "einem", "einer", "eines",
@@ -78,6 +85,7 @@ class ParaphraseLine(BaseModel):
     text: str
     grammar: dict[str, dict[str, str | None]] = Field(default_factory=dict)
     template_fingerprint: str = ""
+    words: dict[str, dict[str, str]] = Field(default_factory=dict)  # translated option words
     record_id: str = ""
 
     def paraphrase(self) -> Paraphrase:
@@ -246,6 +254,11 @@ class ParaphraseSetsConfig(dg.Config):
     )
     max_attempts: int = Field(default=3, description="questions per group at most")
     batch_size: int = Field(default=20, description="template groups per BrainBox batch")
+    translate_options: bool = Field(
+        default=True,
+        description="ask the LLM for option words a template lacks in the language (majority "
+        "of case_votes answers); otherwise the option's value is said",
+    )
     case_votes: int = Field(
         default=3, description="de/ru: answers asked per variable for its case (majority wins)"
     )
@@ -425,6 +438,11 @@ def paraphrase_sets(
         )
 
     grammar = _vote_cases(context, brainbox, work, llm, chosen, accepted, code, config)
+    words = (
+        _translate_options(context, brainbox, work, llm, chosen, accepted, code, config)
+        if config.translate_options
+        else {}
+    )
     paraphrases: list[ParaphraseLine] = []
     for group in chosen:
         kept = accepted[group.key][:wanted]
@@ -439,6 +457,11 @@ def paraphrase_sets(
                 text=text,
                 grammar=grammar.get((group.key, text), {}),
                 template_fingerprint=group.template.fingerprint,
+                words={
+                    name: found
+                    for name in group.variable_names
+                    if (found := words.get((group.template.name, name)))
+                },
             )
             line.record_id = line.paraphrase().record_id
             paraphrases.append(line)
@@ -569,6 +592,63 @@ def _vote_cases(
             rule["article"] = article_vote.winner
             rule["article_votes"] = article_vote.reason
         result.setdefault((key, text), {})[fragment] = rule
+    return result
+
+
+def _translate_options(
+    context: dg.AssetExecutionContext,
+    brainbox: BrainBoxResource,
+    work: Any,
+    llm: str,
+    chosen: list[Group],
+    accepted: dict[str, list[Candidate]],
+    language: str,
+    config: ParaphraseSetsConfig,
+) -> dict[tuple[str, str], dict[str, str]]:
+    """(template, variable) -> option value -> word, for option words the template lacks in
+    ``language``, by majority over ``case_votes`` answers; no majority: the value is said."""
+    wanted: dict[tuple[str, str], list[str]] = {}
+    for group in chosen:
+        if not accepted[group.key]:
+            continue
+        for name in group.variable_names:
+            values = missing_words(group.template.variables[name], language)
+            if values:
+                wanted[(group.template.name, name)] = values
+    questions: list[tuple[tuple[str, str], str]] = []
+    jobs: list[Job] = []
+    specs = {g.template.name: g.template for g in chosen}
+    for (template, name), values in sorted(wanted.items()):
+        description = specs[template].variables[name].description
+        for value in values:
+            prompt = translation_prompt(value, description, language)
+            for vote in range(config.case_votes):
+                questions.append(((template, name), value))
+                jobs.append(
+                    Job(
+                        arguments={"prompt": prompt},
+                        inputs={"prompt": prompt, "vote": vote},
+                        label="word",
+                    )
+                )
+    if not jobs:
+        return {}
+    context.log.info(f"translating {len(jobs) // config.case_votes} option words")
+    step = work.step("words", {"llm": llm})
+    answers: dict[tuple[tuple[str, str], str], list[str | None]] = {}
+    for chunk in batches(list(zip(questions, jobs, strict=True)), 100):
+        outcome = brainbox.run(context, step, "llm", "question", [j for _, j in chunk])
+        for (ident, _), record in zip(chunk, outcome.records(), strict=True):
+            answers.setdefault(ident, []).append(
+                parse_translation(str(record.result)) if record.ok else None
+            )
+    result: dict[tuple[str, str], dict[str, str]] = {}
+    for (variable, value), said in answers.items():
+        vote = majority(said)
+        if vote.winner:
+            result.setdefault(variable, {})[value] = vote.winner
+        else:
+            context.log.info(f"no translation of {value!r} ({vote.reason}): the value is said")
     return result
 
 

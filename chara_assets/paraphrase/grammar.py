@@ -133,3 +133,33 @@ def grammar_rule(language: str, case: str | None, article: str | None = None):
         "indefinite": DeArticleType.MIXED,
     }.get(article or "")
     return DeGrammarRule(casus=casus, article_type=article_type)
+
+
+_WORD_ANSWER = re.compile(r"[^\W\d_]+(?:[ '-][^\W\d_]+){0,2}")
+
+
+def parse_translation(answer: str) -> str | None:
+    """The word (at most three) an answer to "translate this word" gives, or None.
+
+    Takes the first non-empty line, drops a bullet, quotes and a "Translation:" label, and
+    accepts letters only (with inner spaces, hyphens, apostrophes).
+    """
+    for line in answer.splitlines():
+        text = line.strip().lstrip("-*•>").strip()
+        if not text:
+            continue
+        if ":" in text:
+            text = text.rsplit(":", 1)[1].strip()
+        text = text.strip("\"'“”„«»‘’`*.!,;()[] ")
+        return text if _WORD_ANSWER.fullmatch(text) else None
+    return None
+
+
+def translation_prompt(value: str, description: str, language: str) -> str:
+    from ..languages import get_language
+
+    name = get_language(language).name
+    return (
+        f'Translate the English word "{value}" ({description}) into {name}. Answer with the '
+        f"{name} word only, in its dictionary form."
+    )

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .grammar import grammar_rule
-from .restore import parts_text
-from .templates import Part, Slot, TemplateSpec, parse_line, sequence_dub, slot_dub
+from .templates import Part, Slot, TemplateSpec, parse_line, slot_dub
 
 RECORD_PREFIX = "chara-"
 
@@ -34,17 +33,22 @@ class Paraphrase:
     text: str  # template syntax, e.g. "Your {index} timer runs {count+unit}!"
     grammar: dict[str, dict[str, str | None]] = field(default_factory=dict)  # fragment -> rule
     template_fingerprint: str = ""
+    words: dict[str, dict[str, str]] = field(default_factory=dict)  # translated option words
 
     @property
     def record_id(self) -> str:
         identity = [self.character, self.language, self.user, self.template, self.variables_tag]
         identity += [self.text, sorted((k, sorted(v.items())) for k, v in self.grammar.items())]
+        if self.words:  # (absent from older ids: the same paraphrase keeps its id)
+            identity.append(sorted((k, sorted(v.items())) for k, v in self.words.items()))
         digest = hashlib.sha256(json.dumps(identity, ensure_ascii=False).encode()).hexdigest()
         return f"{RECORD_PREFIX}{digest[:24]}"
 
 
-def _ruled_slot(spec: TemplateSpec, slot: Slot, language: str, rule: dict | None) -> Any:
-    dub = slot_dub(spec, slot, language)
+def _ruled_slot(
+    spec: TemplateSpec, slot: Slot, language: str, rule: dict | None, words: dict
+) -> Any:
+    dub = slot_dub(spec, slot, language, words)
     built = grammar_rule(language, (rule or {}).get("case"), (rule or {}).get("article"))
     if built is not None:
         dub = copy.deepcopy(dub)
@@ -62,9 +66,8 @@ def paraphrase_template(spec: TemplateSpec, paraphrase: Paraphrase) -> Any:
     elements = []
     for part in parts:
         if isinstance(part, Slot):
-            elements.append(
-                _ruled_slot(spec, part, language, paraphrase.grammar.get(part.fragment))
-            )
+            rule = paraphrase.grammar.get(part.fragment)
+            elements.append(_ruled_slot(spec, part, language, rule, paraphrase.words))
         else:
             elements.append(ConstantDub(part.text))
     template = Template(**{f"{language}_0": SequenceDub(tuple(elements))}).with_name(spec.name)
@@ -102,22 +105,3 @@ def check_records(records: list[Any], source: str) -> list[Any]:
                 "this is not a paraphrase list (nothing was uploaded)"
             )
     return records
-
-
-def said(spec: TemplateSpec, text: str, language: str, values: dict) -> str:
-    """A paraphrase line said with values (for reports), without grammar rules."""
-    from grammatron import DubParameters
-
-    return sequence_dub(spec, parse_line(text), language).to_str(
-        values, DubParameters(language=language)
-    )
-
-
-__all__ = [
-    "Paraphrase",
-    "build_records",
-    "check_records",
-    "paraphrase_template",
-    "parts_text",
-    "said",
-]

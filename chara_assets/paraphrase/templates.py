@@ -734,31 +734,46 @@ def random_values(spec: TemplateSpec, names: Iterable[str], rng: random.Random) 
     return values
 
 
-def variable_dub(variable: Variable, language: str) -> Any:
-    """The grammatron ``VariableDub`` of a variable in ``language``."""
+Words = dict[str, dict[str, str]]  # variable -> option value -> word (translations)
+
+
+def missing_words(variable: Variable, language: str) -> list[str]:
+    """Option values that have no word of their own in ``language`` (candidates for
+    translation; English values are taken as they are)."""
+    if not isinstance(variable, OptionsVariable) or language == "en":
+        return []
+    return [o.value for o in variable.options if language not in o.words]
+
+
+def variable_dub(variable: Variable, language: str, words: Words | None = None) -> Any:
+    """The grammatron ``VariableDub`` of a variable in ``language``; ``words`` overrides option
+    words (translated ones)."""
     from grammatron import CardinalDub, OptionsDub, OrdinalDub, ToStrDub, VariableDub
 
     if isinstance(variable, IntVariable):
         number = OrdinalDub if variable.ordinal else CardinalDub
         dub = number(variable.min, variable.max)
     elif isinstance(variable, OptionsVariable):
-        dub = OptionsDub({o.word(language): o.value for o in variable.options})
+        own = (words or {}).get(variable.name, {})
+        dub = OptionsDub({own.get(o.value, o.word(language)): o.value for o in variable.options})
     else:
         dub = ToStrDub(*variable.examples)
     return VariableDub(variable.name, dub, variable.description)
 
 
-def slot_dub(spec: TemplateSpec, slot: Slot, language: str) -> Any:
+def slot_dub(spec: TemplateSpec, slot: Slot, language: str, words: Words | None = None) -> Any:
     from grammatron import PluralAgreement
 
     if not slot.count:
-        return variable_dub(spec.variables[slot.name], language)
+        return variable_dub(spec.variables[slot.name], language, words)
     count = variable_dub(spec.variables[slot.count], language)
-    noun = slot.word or variable_dub(spec.variables[slot.name], language)
+    noun = slot.word or variable_dub(spec.variables[slot.name], language, words)
     return PluralAgreement(count, noun)
 
 
-def sequence_dub(spec: TemplateSpec, parts: Iterable[Part], language: str) -> Any:
+def sequence_dub(
+    spec: TemplateSpec, parts: Iterable[Part], language: str, words: Words | None = None
+) -> Any:
     from grammatron import ConstantDub, SequenceDub
 
     elements = []
@@ -766,7 +781,7 @@ def sequence_dub(spec: TemplateSpec, parts: Iterable[Part], language: str) -> An
         if isinstance(part, Text):
             elements.append(ConstantDub(part.text))
         else:
-            elements.append(slot_dub(spec, part, language))
+            elements.append(slot_dub(spec, part, language, words))
     return SequenceDub(tuple(elements))
 
 
