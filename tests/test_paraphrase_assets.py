@@ -270,3 +270,15 @@ def test_definitions_wire_the_chain() -> None:
         a.key.to_user_string() for a in ASSETS
     )
     assert isinstance(defs.resources["templates"], TemplateFolder)
+
+
+def test_a_broken_template_file_fails_a_run_that_names_its_templates(
+    instance, resources, chara_home, templates_dir
+) -> None:
+    path = templates_dir / "greetings.yaml"
+    path.write_text(path.read_text().replace('"Hello, {name}!"', '"Hello, {name!"'))
+    run = asset_runner(ASSETS, instance, _resources(resources, "", templates_dir))
+    assert run(avatar_paraphrase_stats, "kiki|en").success  # the local Avatar folder
+    config = ParaphraseSetsConfig(templates=["goodbye"])
+    message = failure_message(run(paraphrase_sets, "kiki|en", paraphrase_sets=config))
+    assert "no template 'goodbye'" in message and "broken files: greetings.yaml" in message
