@@ -264,11 +264,12 @@ def test_face_path_with_a_stand_in_embedder(
         try:
             client = Client(url, verbose=False)
             answered = 0
-            # gradio_client hands a sample (a dict with a "path") over as a downloaded copy of
-            # its file: the script knows the person by the picture, as a person would.
-            while (current := client.predict(api_name="/state")["current"]) is not None:
-                assert current.endswith(".jpg")
-                client.predict(truth[content_id(Path(current))], "", api_name="/decide")
+            # gradio_client hands the sample (a dict with a "path") over as a downloaded copy
+            # of its file; the script knows the person by the picture, as a person would.
+            while not (state := client.predict(api_name="/state"))["done"]:
+                assert state["current"].endswith(".jpg")
+                user = truth[content_id(Path(state["current"]))]
+                client.predict(user, state["current_id"], api_name="/decide")
                 answered += 1
             client.close()
         finally:

@@ -85,7 +85,12 @@ class AnnotationService:
     def state(self) -> dict[str, Any]:
         """The state: ``title``, ``kind``, ``answers`` (allowed labels), ``progress`` (line),
         ``counts``, ``total``, ``decided``, ``left``, ``current`` (``{"id", "text", "path"}``
-        or None), ``done`` (nothing left to show), ``last`` (what UNDO would cancel)."""
+        or None), ``current_id`` (its id, or ""), ``done`` (nothing left to show), ``last``
+        (what UNDO would cancel).
+
+        ``current_id`` is there for scripts: gradio_client turns a dict with a ``path`` into a
+        downloaded copy of the file, so for audio and image samples ``current`` reaches them
+        as a local path without the id."""
         with self._lock:
             state = progress(self.task, self.log)
             current = self.current()
@@ -99,6 +104,7 @@ class AnnotationService:
                 "decided": state.decided,
                 "left": state.left,
                 "current": self._sample_dict(current),
+                "current_id": current.id if current is not None else "",
                 "done": current is None,
                 "last": self.log.last_decision(),
                 "log_path": str(self.log.path),
