@@ -282,3 +282,71 @@ def test_a_broken_template_file_fails_a_run_that_names_its_templates(
     config = ParaphraseSetsConfig(templates=["goodbye"])
     message = failure_message(run(paraphrase_sets, "kiki|en", paraphrase_sets=config))
     assert "no template 'goodbye'" in message and "broken files: greetings.yaml" in message
+
+
+def test_recorded_answers_give_voted_cases_and_translated_words(
+    instance, resources, chara_home, templates_dir
+) -> None:
+    """Russian, from answers recorded in the work cache (as after a crash: nothing is asked
+    again, so the BrainBox here is never reached): the majority case and the translated option
+    word end up in what the live ParaphraseService says."""
+    from chara_assets.paraphrase.assets import _persona, paraphrase_job, question_job
+    from chara_assets.paraphrase.grammar import translation_prompt
+    from chara_assets.paraphrase.prompts import case_prompt
+    from chara_resources.work_cache import WorkCache
+
+    timers = templates_dir / "timers.yaml"
+    timers.write_text(timers.read_text().replace("de: Stunde, ru: час}", "de: Stunde}"))
+    spec = load_templates(templates_dir).templates["timer_set"]
+    brainbox = BrainBoxResource(url="http://127.0.0.1:9", retry_for_s=1, role_profile="embedded")
+    call = brainbox.call("llm", "question")
+    work = WorkCache(chara_home / "work" / "paraphrase_sets" / "boris" / "ru")
+    params = {"llm": f"{call.decider}:{call.parameter}"}
+
+    def record(step: str, job, answer: str) -> None:
+        cache = work.step(step, params)
+        cache.put(cache.key(job.cache_inputs(), job.label), job.cache_inputs(), result=answer)
+
+    persona, _ = _persona(resources["characters"].character("boris"), resources["characters"], "")
+    with_index, plain = spec.groups("ru")
+    record("answers", paraphrase_job(with_index, persona, 2, 0), "Извините, я не могу.")
+    record(
+        "answers",
+        paraphrase_job(plain, persona, 2, 0),
+        "Вот варианты:\n- Ладно, жду {count+unit}.\n- Таймер {count+unit}, {index}!",
+    )
+    slot = plain.slots[0]
+    question = case_prompt("Ладно, жду {count+unit}.", slot, spec, "ru")
+    for vote, answer in enumerate(["Винительный падеж.", "accusative", "Родительный"]):
+        record("cases", question_job(question, vote, "case"), answer)
+    question = translation_prompt("hour", spec.variables["unit"].description, "ru")
+    for vote, answer in enumerate(["час", "- час", "часы"]):
+        record("words", question_job(question, vote, "word"), answer)
+
+    res = _resources(resources, "", templates_dir, brainbox=brainbox)
+    res["avatar"] = AvatarResource(local_folder=str(chara_home / "avatar"))
+    run = asset_runner(ASSETS, instance, res)
+    assert run(avatar_paraphrase_stats, "boris|ru").success
+    config = ParaphraseSetsConfig(templates=["timer_set"], max_attempts=1, paraphrases_per_answer=2)
+    result = run(paraphrase_sets, "boris|ru", paraphrase_sets=config)
+    assert result.success, failure_message(result)
+    sets = load_manifest(chara_home / "assets" / "paraphrase_sets" / "boris" / "ru")
+    [line] = sets.paraphrases
+    assert line.text == "Ладно, жду {count+unit}."
+    assert line.grammar["{count+unit}"]["case"] == "accusative"
+    assert line.grammar["{count+unit}"]["votes"] == "accusative (2 of 3)"
+    assert line.words == {"unit": {"hour": "час"}}
+    assert [(o.variables_tag, o.outcome, o.reason) for o in sets.outcomes] == [
+        ("count,index,unit", "rejected", R.REFUSAL),
+        ("count,unit", "accepted", "1 accepted"),
+    ]
+    assert sets.outcomes[1].reasons == {R.ACCEPTED: 1, R.INVENTED: 1}
+
+    assert run(avatar_paraphrases, "boris|ru").success
+    service = _service(chara_home / "avatar")
+    template = to_grammatron(spec)
+    said = _say(service, template, {"count": 21, "unit": "minute"}, "ru", "boris")
+    assert said == "Ладно, жду двадцать одну минуту."
+    assert _say(service, template, {"count": 5, "unit": "hour"}, "ru", "boris") == (
+        "Ладно, жду пять часов."
+    )

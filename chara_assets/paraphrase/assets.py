@@ -297,6 +297,22 @@ def _persona(
     return persona, record_user
 
 
+def paraphrase_job(group: Group, persona: Persona, wanted: int, attempt: int) -> Job:
+    """The LLM job asking for paraphrases of one group (its inputs key the work cache)."""
+    prompt = paraphrase_prompt(group, persona, wanted, seed=attempt)
+    system = system_prompt(persona)
+    return Job(
+        arguments={"prompt": prompt, "system_prompt": system},
+        inputs={"prompt": prompt, "system": system, "attempt": attempt},
+        label=group.template.name,
+    )
+
+
+def question_job(prompt: str, vote: int, label: str) -> Job:
+    """One of several identical questions (case, translation) whose answers are voted on."""
+    return Job(arguments={"prompt": prompt}, inputs={"prompt": prompt, "vote": vote}, label=label)
+
+
 def _has_determiner(text: str, slot: Slot) -> bool:
     before = text.split(slot.fragment, 1)[0].split()
     return bool(before) and before[-1].casefold().strip(",.;:") in _DE_DETERMINERS
@@ -390,15 +406,9 @@ def paraphrase_sets(
             jobs = []
             prompts_by_key: dict[str, str] = {}
             for group in batch:
-                prompt = paraphrase_prompt(group, persona, wanted, seed=attempt)
-                prompts_by_key[group.key] = prompt + "\n" + system
-                jobs.append(
-                    Job(
-                        arguments={"prompt": prompt, "system_prompt": system},
-                        inputs={"prompt": prompt, "system": system, "attempt": attempt},
-                        label=group.template.name,
-                    )
-                )
+                job = paraphrase_job(group, persona, wanted, attempt)
+                prompts_by_key[group.key] = job.arguments["prompt"] + "\n" + system
+                jobs.append(job)
             outcome = brainbox.run(context, answers, "llm", "question", jobs)
             for group, record in zip(batch, outcome.records(), strict=True):
                 jobs_total += 1
@@ -563,13 +573,7 @@ def _vote_cases(
                 prompt = case_prompt(text, slot, group.template, language)
                 for vote in range(config.case_votes):
                     questions.append((group.key, text, slot, vote))
-                    jobs.append(
-                        Job(
-                            arguments={"prompt": prompt},
-                            inputs={"prompt": prompt, "vote": vote},
-                            label="case",
-                        )
-                    )
+                    jobs.append(question_job(prompt, vote, "case"))
     if not jobs:
         return {}
     context.log.info(f"asking the case of {len(jobs) // config.case_votes} variables")
@@ -624,13 +628,7 @@ def _translate_options(
             prompt = translation_prompt(value, description, language)
             for vote in range(config.case_votes):
                 questions.append(((template, name), value))
-                jobs.append(
-                    Job(
-                        arguments={"prompt": prompt},
-                        inputs={"prompt": prompt, "vote": vote},
-                        label="word",
-                    )
-                )
+                jobs.append(question_job(prompt, vote, "word"))
     if not jobs:
         return {}
     context.log.info(f"translating {len(jobs) // config.case_votes} option words")
