@@ -45,9 +45,14 @@ def _jobs(box, where: str) -> int:
 
 
 @pytest.fixture
-def chain(instance, resources, full_server):
+def chain_resources(resources, full_server):
     brainbox = BrainBoxResource(url=full_server.running_url(), role_profile="embedded")
-    return asset_runner(ASSETS, instance, {**resources, "brainbox": brainbox})
+    return {**resources, "brainbox": brainbox}
+
+
+@pytest.fixture
+def chain(instance, chain_resources):
+    return asset_runner(ASSETS, instance, chain_resources)
 
 
 def _reviewed(chain, lines: int) -> None:
@@ -180,14 +185,20 @@ def test_trimmed_clips_hold_the_line_and_only_the_line(
         assert "beginning" not in heard and heard[-1:] != ["end"], (clip.line, heard)
         assert sum(w in heard for w in said) >= 0.6 * len(said), (clip.line, heard)
 
+    (acceptance,) = result.get_asset_check_evaluations()
+    assert acceptance.check_name == "acceptance_rate"
+    assert acceptance.metadata["accepted"].value == len({c.id for c in trimmed.clips})
+
     archive = chain(piper_archive, "kiki|en")
     assert archive.success
     packed = load_manifest(chara_home / "assets" / "piper_archive" / "kiki" / "en")
     assert packed.clips == len(trimmed.clips)
+    (integrity,) = archive.get_asset_check_evaluations()
+    assert integrity.check_name == "archive_integrity" and integrity.passed
 
 
 def test_clips_in_another_voice_fail_the_speaker_check(
-    chain, chara_home: Path, full_server, tmp_path: Path
+    chain, chain_resources, instance, chara_home: Path, tmp_path: Path
 ) -> None:
     from .conftest import speak
 
@@ -214,6 +225,27 @@ def test_clips_in_another_voice_fail_the_speaker_check(
     for rejection in trimmed.rejections:
         if rejection.id in own:
             assert "speaker" not in rejection.details.get("failed", []), rejection
+
+    # With a quarter of the lines in another voice, a strict acceptance check blocks the
+    # archive: the run fails at the check and the archive is never built.
+    strict = TrimmedClipsConfig(
+        speaker_reference="clips", max_attempts=1, warn_acceptance=0.9, min_acceptance=0.9
+    )
+    blocked = dg.materialize(
+        ASSETS,
+        selection=[trimmed_clips, piper_archive],
+        instance=instance,
+        resources=chain_resources,
+        partition_key="kiki|en",
+        run_config=dg.RunConfig({"trimmed_clips": strict}),
+        raise_on_error=False,
+    )
+    assert not blocked.success
+    (check,) = blocked.get_asset_check_evaluations()
+    assert check.check_name == "acceptance_rate" and not check.passed
+    assert check.severity == dg.AssetCheckSeverity.ERROR
+    assert not blocked.asset_materializations_for_node("piper_archive")
+    assert not (chara_home / "assets" / "piper_archive" / "kiki" / "en").exists()
 
 
 def test_bad_clips_are_item_errors_and_the_rest_goes_on(

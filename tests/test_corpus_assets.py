@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import httpx
 import pytest
 
@@ -171,3 +172,24 @@ def test_chara_review_serves_the_latest_selection(chain, chara_home: Path) -> No
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert len(read_review(review_folder(chara_home, "kiki", "en")).accepted) == 1
+
+
+def test_phoneme_coverage_check_names_what_is_missing(chain, chara_home: Path) -> None:
+    assert chain(sentence_pool, "en").success
+    assert chain(pool_phonemes, "en").success
+    # Two sentences cannot hold every English phoneme: a warning, not a failed run.
+    few = chain(text_corpus, "kiki|en", text_corpus=TextCorpusConfig(target=2))
+    assert few.success
+    (check,) = few.get_asset_check_evaluations()
+    assert check.check_name == "phoneme_coverage" and not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    corpus = load_manifest(chara_home / "assets" / "text_corpus" / "kiki" / "en")
+    missing = sorted(p for p, n in corpus.coverage.items() if n == 0)
+    assert missing and check.metadata["covered"].value == len(corpus.coverage) - len(missing)
+    named = check.metadata["in_pool_not_selected"].value
+    assert all(f"`{p}`" in named for p in missing[:20])
+
+    enough = chain(text_corpus, "kiki|en", text_corpus=TextCorpusConfig(target=60))
+    (check,) = enough.get_asset_check_evaluations()
+    corpus = load_manifest(chara_home / "assets" / "text_corpus" / "kiki" / "en")
+    assert check.passed == all(n > 0 for n in corpus.coverage.values())

@@ -21,6 +21,7 @@ from chara_resources.storage import ChraStorage
 from chara_resources.work_cache import WorkCache, file_sha256
 
 from ..partitions import character_language_partitions
+from . import checks
 from .assets import VoiceSample
 from .audio_assets import ClonedAudio, ClonerVoice, _link_or_copy
 
@@ -69,6 +70,12 @@ class TrimmedClipsConfig(dg.Config):
     max_distance: int = Field(default=2, description="Levenshtein distance that always passes")
     min_similarity: float = Field(default=0.75, description="speaker similarity to pass")
     max_pause_s: float = Field(default=0.8, description="longest silence inside a clip")
+    warn_acceptance: float = Field(
+        default=0.8, description="the acceptance_rate check warns below this share of lines"
+    )
+    min_acceptance: float = Field(
+        default=0.5, description="below this share of lines, the check blocks the Piper archive"
+    )
     speaker_reference: str = Field(
         default="auto",
         description="'sample': the character's voice sample; 'clips': the mean voice of the "
@@ -170,6 +177,7 @@ def _json_safe(details: dict[str, Any]) -> dict[str, Any]:
     group_name="voice",
     kinds={"audio"},
     pool=brainbox_pool(),
+    check_specs=[checks.acceptance_spec("trimmed_clips")],
     description="Each cloned clip recognised with word timings, checked (the line's words, "
     "speaker similarity, clipping, long pauses, speaking rate) and cut to the line; failed "
     "lines are voiced again, up to max_attempts, until target_hours are verified.",
@@ -182,7 +190,7 @@ def trimmed_clips(
     voice_sample: VoiceSample,
     brainbox: BrainBoxResource,
     storage: ChraStorage,
-) -> dg.MaterializeResult:
+):  # no return annotation: with check_specs Dagster would read it as the outputs
     from .report import ReportClip, clips_page, duration_histogram
     from .verification import VerifyConfig, reject_rate_outliers, verify_clip
 
@@ -382,6 +390,14 @@ def trimmed_clips(
     png = base64.b64encode(result.path(result.histogram).read_bytes()).decode()
     return dg.MaterializeResult(
         value=result,
+        check_results=[
+            checks.acceptance_rate(
+                lines_total,
+                len({c.id for c in accepted}),
+                warn_below=config.warn_acceptance,
+                block_below=config.min_acceptance,
+            )
+        ],
         metadata={
             "accepted": len(accepted),
             "hours": round(result.hours, 4),
@@ -420,11 +436,12 @@ class PiperArchive(FolderManifest):
     partitions_def=character_language_partitions,
     group_name="voice",
     kinds={"audio"},
+    check_specs=[checks.integrity_spec("piper_archive")],
     description="The verified clips packed for Piper training, built by streaming.",
 )
 def piper_archive(
     context: dg.AssetExecutionContext, trimmed_clips: TrimmedClips, storage: ChraStorage
-) -> dg.MaterializeResult:
+):  # no return annotation (check_specs)
     from .piper_archive import Clip, build_archive, check_archive
 
     folder = storage.staging(context)
@@ -435,8 +452,6 @@ def piper_archive(
         speaker=speaker,
     )
     problems = check_archive(folder / "dataset.zip")
-    if problems:
-        raise dg.Failure("the archive failed its check: " + "; ".join(problems[:5]))
     result = PiperArchive(
         character=trimmed_clips.character,
         language=trimmed_clips.language,
@@ -447,6 +462,7 @@ def piper_archive(
     ).bind(folder)
     return dg.MaterializeResult(
         value=result,
+        check_results=[checks.archive_integrity(problems, stats.clips)],
         metadata={
             "clips": stats.clips,
             "hours": result.hours,

@@ -27,6 +27,7 @@ from ..partitions import (
     language_partitions,
     parse_partition_key,
 )
+from . import checks
 from .review import (
     ACCEPT,
     REVIEW_ASSET,
@@ -236,6 +237,7 @@ def _png_markdown(path: Path, alt: str) -> dg.MetadataValue:
         "sentence_pool": dg.AssetIn(partition_mapping=BY_LANGUAGE),
         "pool_phonemes": dg.AssetIn(partition_mapping=BY_LANGUAGE),
     },
+    check_specs=[checks.coverage_spec("text_corpus")],
     description=(
         "Sentences chosen so that every native phoneme is covered (greedy, rarest phonemes "
         "first), seeded with the sentences a person already accepted; rejected sentences and "
@@ -249,7 +251,7 @@ def text_corpus(
     pool_phonemes: PoolPhonemes,
     characters: CharacterCatalog,
     storage: ChraStorage,
-) -> dg.MaterializeResult:
+):  # no return annotation: with check_specs Dagster would read it as the outputs
     from .selection import (
         PhonemeMatrix,
         coverage,
@@ -298,8 +300,10 @@ def text_corpus(
             f"only {len(chosen)} of {config.target} sentences could be selected: the pool is "
             "too small (add corpus files for the language)"
         )
+    pool_counts = coverage(matrix, range(matrix.counts.shape[0]))
     return dg.MaterializeResult(
         value=corpus,
+        check_results=[checks.phoneme_coverage(selected_counts, pool_counts)],
         metadata={
             "sentences": len(chosen),
             "target": config.target,
