@@ -87,21 +87,21 @@ def test_variants_sound_different(voices: StandInVoices, tmp_path: Path) -> None
     voices.speak(text, "de", tmp_path / "a.wav", variant=0)
     a = _check_wav(tmp_path / "a.wav")
     again = voices.speak(text, "de", tmp_path / "again.wav", variant=0)
-    b_result = voices.speak(text, "de", tmp_path / "b.wav", variant=2)
+    b_result = voices.speak(text, "de", tmp_path / "b.wav", variant=3)
     b = _check_wav(tmp_path / "b.wav")
     # espeak-ng is deterministic, so the difference comes from the variant alone.
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "again.wav").read_bytes()
     assert again["voice"] == "de" and b_result["voice"] == "de+f3"
     assert len(a) != len(b) or not np.array_equal(a, b)
     # Variants wrap around rather than fail.
-    assert voices.speak(text, "de", tmp_path / "c.wav", variant=2 + VARIANT_COUNT)["variant"] == 2
+    assert voices.speak(text, "de", tmp_path / "c.wav", variant=3 + VARIANT_COUNT)["variant"] == 3
 
 
 def test_piper_variants_change_tempo_and_sound(voices: StandInVoices, tmp_path: Path) -> None:
     text = "The quick brown fox jumps over the lazy dog near the river bank."
-    slow = voices.speak(text, "en", tmp_path / "slow.wav", variant=1)  # length x1.08, pitch x0.89
-    fast = voices.speak(text, "en", tmp_path / "fast.wav", variant=5)  # length x0.90, pitch x1.06
-    # Piper's output is random by a few percent; these variants are ~16 % apart.
+    slow = voices.speak(text, "en", tmp_path / "slow.wav", variant=1)  # length x1.06, pitch x0.96
+    fast = voices.speak(text, "en", tmp_path / "fast.wav", variant=2)  # length x0.92, pitch x1.04
+    # Piper's output is random by a few percent; these variants are ~15 % apart.
     assert slow["duration_s"] > 1.06 * fast["duration_s"]
     faster = voices.speak(text, "en", tmp_path / "faster.wav", speed=1.6)
     plain = voices.speak(text, "en", tmp_path / "plain.wav")
@@ -171,3 +171,55 @@ def test_clear_errors(
     with pytest.raises(RuntimeError, match="festvox-ru"):
         voices.speak("Привет.", "ru", dst, engine="festival")
     assert not dst.exists()
+
+
+def _harmonics(f0: float, seconds: float = 1.0, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
+
+
+@pytest.mark.parametrize("f0", [90.0, 130.0, 180.0, 240.0])
+def test_median_pitch_of_a_harmonic_tone(f0: float) -> None:
+    assert speech.median_pitch(_harmonics(f0), 16000) == pytest.approx(f0, rel=0.03)
+
+
+def test_median_pitch_needs_voiced_frames() -> None:
+    rng = np.random.default_rng(0)
+    assert speech.median_pitch(rng.normal(size=16000), 16000) is None  # noise
+    assert speech.median_pitch(np.zeros(16000), 16000) is None
+    assert speech.median_pitch(np.zeros(100), 16000) is None  # shorter than a frame
+
+
+@pytest.mark.parametrize(
+    ("voice", "register"),
+    [("en-us+m3", "low"), ("en-us+f3", "high"), ("de+m1", "low"), ("ru+f4", "high")],
+)
+def test_register_of_real_speech(tmp_path: Path, voice: str, register: str) -> None:
+    from .conftest import speak
+
+    wav = speak("The quick brown fox jumps over the lazy dog.", tmp_path / "x.wav", voice)
+    assert speech.register_of(wav) == register
+
+
+def test_register_limits_the_variants_and_raises_the_pitch(
+    voices: StandInVoices, tmp_path: Path
+) -> None:
+    ids = [f"character-{i}" for i in range(40)]
+    low = {voice_variant(i, "low") for i in ids}
+    high = {voice_variant(i, "high") for i in ids}
+    assert len(low) > 1 and len(high) > 1 and not low & high
+    with pytest.raises(ValueError, match="unknown register 'alto'"):
+        voice_variant("x", "alto")
+    pitches = {}
+    for register in ("low", "high"):
+        for i in ids[:6]:  # every variant of the register that these ids pick
+            variant = voice_variant(i, register)
+            if (register, variant) in pitches:
+                continue
+            wav = tmp_path / f"{register}-{variant}.wav"
+            voices.speak(LONG["en"], "en", wav, variant=variant)
+            audio, rate = sf.read(wav)
+            pitches[register, variant] = speech.median_pitch(audio, rate)
+    lows = [p for (r, _), p in pitches.items() if r == "low"]
+    highs = [p for (r, _), p in pitches.items() if r == "high"]
+    assert max(lows) < min(highs), pitches

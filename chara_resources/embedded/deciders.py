@@ -98,8 +98,9 @@ def guess_language(text: str) -> str:
 class StandInVoice(ISelfManagingDecider):
     """Plays the ``cloner`` role on this machine WITHOUT cloning anything.
 
-    ``train(voice, text, file)`` registers a voice id (the reference audio is not used) and
-    ``voice_to_text(voice, text)`` speaks with a fixed stand-in voice chosen by the id: the
+    ``train(voice, text, file)`` registers a voice id (of the reference audio only its register,
+    high or low, is used) and ``voice_to_text(voice, text)`` speaks with a fixed stand-in voice
+    of that register chosen by the id: the
     packaged Piper voice for English, espeak-ng for German, festival (else espeak-ng) for
     Russian. It lets the voice chain run end to end on real speech; real cloning needs a GPU
     BrainBox with CosyVoice.
@@ -112,9 +113,12 @@ class StandInVoice(ISelfManagingDecider):
         return self.cache_folder / "stand-in-voices.json"
 
     def train(self, voice: str, text: str, file: str) -> str:
-        _cache_file(self, file)  # the same contract as CosyVoice: the reference must exist
+        from .speech import register_of
+
+        reference = _cache_file(self, file)  # as CosyVoice: the reference must exist
         registry = json.loads(self._registry().read_text()) if self._registry().exists() else {}
-        registry[voice] = {"language": guess_language(text)}
+        # The one thing taken from the reference: a high or a low voice (median pitch).
+        registry[voice] = {"language": guess_language(text), "register": register_of(reference)}
         atomic_write_json(self._registry(), registry)
         return voice
 
@@ -126,9 +130,10 @@ class StandInVoice(ISelfManagingDecider):
         registry = json.loads(self._registry().read_text()) if self._registry().exists() else {}
         if voice not in registry:
             raise ValueError(f"voice {voice!r} is not registered; call train first")
-        language = registry[voice]["language"]
+        language, register = registry[voice]["language"], registry[voice].get("register")
         name = f"stand-in-{uuid.uuid4().hex}.wav"
-        self._voices.speak(text, language, self.cache_folder / name, variant=voice_variant(voice))
+        variant = voice_variant(voice, register)
+        self._voices.speak(text, language, self.cache_folder / name, variant=variant)
         return name
 
 

@@ -77,15 +77,23 @@ class _Variant:
     length: float  # duration factor (> 1 = slower)
 
 
-# A few clearly distinct variants. Variant 0 is each engine's plain voice.
+# A few clearly distinct variants. Variant 0 is each engine's plain voice. The first three are
+# the low register, the last three the high one (see ``voice_variant``). No variant lowers the
+# pitch of Piper or festival much: pitch shifting by resampling also moves the formants, and at
+# 0.82-0.9 Whisper misheard 7 of 8 hard lines (1.0-1.22: 3-5 of 8; bench in issue 5's note).
 _VARIANTS: tuple[_Variant, ...] = (
     _Variant("", 50, 1.00, 1.00),
-    _Variant("m3", 38, 0.89, 1.08),
+    _Variant("m3", 38, 0.96, 1.06),
+    _Variant("m1", 56, 1.04, 0.92),
     _Variant("f3", 62, 1.14, 0.94),
-    _Variant("m7", 28, 0.82, 1.00),
     _Variant("f4", 72, 1.22, 1.05),
-    _Variant("m1", 56, 1.06, 0.90),
+    _Variant("f2", 66, 1.18, 1.00),
 )
+LOW, HIGH = "low", "high"
+_REGISTERS = {LOW: (0, 1, 2), HIGH: (3, 4, 5)}
+# Median F0 that separates the registers: typical adult male voices speak at 85-155 Hz, female
+# ones at 165-255 Hz.
+REGISTER_SPLIT_HZ = 160.0
 VARIANT_COUNT = len(_VARIANTS)
 
 # The Piper voice is loaded once per process (about 0.5 s, 63 MB) and kept in memory.
@@ -93,17 +101,62 @@ _piper_lock = threading.Lock()
 _piper_voice: Any = None
 
 
-def voice_variant(voice_id: str) -> int:
+def voice_variant(voice_id: str, register: str | None = None) -> int:
     """Map a registered voice id to a stand-in variant in ``range(VARIANT_COUNT)``.
 
-    Stable across processes and machines (SHA-256 of the UTF-8 id, not Python's salted
-    ``hash()``), so a character keeps its stand-in voice between runs.
-    Raises ``TypeError`` if ``voice_id`` is not a string.
+    ``register`` (``"low"``/``"high"``, from :func:`register_of` on the reference recording)
+    limits the choice to that register's variants, so a character with a high voice gets a
+    high stand-in; ``None`` chooses among all. Stable across processes and machines (SHA-256
+    of the UTF-8 id, not Python's salted ``hash()``), so a character keeps its stand-in voice
+    between runs. Raises ``TypeError`` if ``voice_id`` is not a string, ``ValueError`` for an
+    unknown register.
     """
     if not isinstance(voice_id, str):
         raise TypeError(f"voice_id must be a str, got {type(voice_id).__name__}")
+    if register is not None and register not in _REGISTERS:
+        raise ValueError(f"unknown register {register!r}; registers: {', '.join(_REGISTERS)}")
+    choices = _REGISTERS[register] if register else range(VARIANT_COUNT)
     digest = hashlib.sha256(voice_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % VARIANT_COUNT
+    return choices[int.from_bytes(digest[:8], "big") % len(choices)]
+
+
+def median_pitch(audio: np.ndarray, rate: int) -> float | None:
+    """Median fundamental frequency (Hz) of the voiced frames of mono ``audio``; ``None`` if
+    fewer than 5 frames are voiced.
+
+    Per 40 ms frame (hop 10 ms): the normalised autocorrelation's highest peak at a lag for
+    60-400 Hz; a frame is voiced when that peak is at least 0.6 and the frame is within 30 dB
+    of the loudest one. Enough to tell a low voice from a high one, not a pitch tracker.
+    """
+    audio = np.asarray(audio, dtype=np.float64)
+    frame, hop = int(0.040 * rate), int(0.010 * rate)
+    if audio.ndim != 1 or len(audio) < frame:
+        return None
+    starts = np.arange(0, len(audio) - frame + 1, hop)
+    frames = np.stack([audio[i : i + frame] for i in starts])
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    energy = (frames**2).sum(axis=1)
+    loud = energy >= energy.max() * 1e-3
+    lo, hi = int(rate / 400), int(rate / 60)
+    spectrum = np.fft.rfft(frames, n=2 * frame, axis=1)
+    corr = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, : hi + 1]
+    corr = corr / np.maximum(corr[:, :1], 1e-12)
+    lags = lo + np.argmax(corr[:, lo : hi + 1], axis=1)
+    peaks = corr[np.arange(len(frames)), lags]
+    voiced = loud & (peaks >= 0.6)
+    if voiced.sum() < 5:
+        return None
+    return float(np.median(rate / lags[voiced]))
+
+
+def register_of(wav: Path) -> str | None:
+    """``"low"`` or ``"high"``: the register of the voice in ``wav`` (see
+    :data:`REGISTER_SPLIT_HZ`); ``None`` if no pitch could be found."""
+    audio, rate = _read_wav(Path(wav), str(wav))
+    pitch = median_pitch(audio, rate)
+    if pitch is None:
+        return None
+    return HIGH if pitch >= REGISTER_SPLIT_HZ else LOW
 
 
 def _normalize_language(language: str) -> str:
