@@ -20,18 +20,18 @@ from .paraphrase.sensors import build_template_sensor
 from .voice.assets import voice_sample
 from .voice.audio_assets import augmented_lines, cloned_audio, cloner_voice
 from .voice.clip_assets import piper_archive, trimmed_clips
-from .voice.training_assets import (
-    checkpoint_report,
-    deliver_voice_job,
-    delivered_voice,
-    piper_checkpoints,
-)
 from .voice.corpus_assets import (
     corpus_review,
     pool_phonemes,
     reviewed_corpus,
     sentence_pool,
     text_corpus,
+)
+from .voice.training_assets import (
+    checkpoint_report,
+    deliver_voice_job,
+    delivered_voice,
+    piper_checkpoints,
 )
 
 # What the character sensor runs for each new character|language; grows as chains land.
