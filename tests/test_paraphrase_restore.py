@@ -283,3 +283,23 @@ def test_translated_option_words_are_said() -> None:
     assert paraphrase_template(spec, plain).dub.to_str(values, params) == "Ну, жду пять hour."
     assert paraphrase_template(spec, translated).dub.to_str(values, params) == "Ну, жду пять часов."
     assert plain.record_id != translated.record_id
+
+
+def test_wrong_script_and_merged_lists_are_rejected() -> None:
+    # What SmolLM2-135M gave for Russian greetings (recorded).
+    [spec] = parse_templates(
+        "templates:\n  - name: greeting\n    variables:\n"
+        "      name: {type: text, examples: [Sam], description: the user's name}\n"
+        "    lines: {ru: ['Привет, {name}!']}\n",
+        "t.yaml",
+    )
+    lines = spec.groups("ru")[0].lines
+    answer = (
+        '- "Hello, {name}!" - This is a friendly greeting.\n'
+        "- Привет, {name}! 2. Вы защититься в точке 3. 4. Отрадиология 5.\n"
+        "- Здравствуй, {name}, рад тебя видеть!\n"
+    )
+    restored = restore_answer(answer, lines, language="ru")
+    assert [c.reason for c in restored.candidates] == [R.WRONG_LANGUAGE, R.MERGED, R.ACCEPTED]
+    english = restore_answer("- Hey {name}, привет!", lines, language="en")
+    assert english.candidates[0].reason == R.WRONG_LANGUAGE

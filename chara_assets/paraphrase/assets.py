@@ -425,6 +425,7 @@ def paraphrase_sets(
                     known=known,
                     prompt=prompts_by_key[group.key],
                     speaker=persona.character,
+                    language=code,
                 )
                 reasons[group.key].update(restored.reasons())
                 if restored.answer_reason:

@@ -25,6 +25,8 @@ UNBALANCED = "unbalanced_braces"
 COPY = "copy_of_original"
 DUPLICATE = "duplicate"
 ECHO = "echo_of_prompt"
+WRONG_LANGUAGE = "wrong_language"
+MERGED = "merged_lines"
 TOO_LONG = "too_long"
 REFUSAL = "refusal"
 UNPARSABLE = "unparsable_answer"
@@ -40,6 +42,8 @@ REASONS = (
     COPY,
     DUPLICATE,
     ECHO,
+    WRONG_LANGUAGE,
+    MERGED,
     TOO_LONG,
     REFUSAL,
     UNPARSABLE,
@@ -237,6 +241,7 @@ def restore_answer(
     max_length: int | None = None,
     prompt: str = "",
     speaker: str = "",
+    language: str = "",
 ) -> Restored:
     """Every line an LLM answer offers for a group, accepted or rejected with its reason.
 
@@ -244,7 +249,7 @@ def restore_answer(
     ``max_length``: longer lines are rejected (default: three times the longest original
     line plus 40 characters). ``prompt``: a line that only repeats a piece of the prompt
     (small models echo "Situation: ...") is rejected. ``speaker``: a leading "Kiki:" is
-    removed.
+    removed. ``language``: a line in the wrong script is rejected (see :func:`wrong_script`).
     """
     items, reason = split_answer(answer)
     restored = Restored(answer_reason=reason)
@@ -269,7 +274,12 @@ def restore_answer(
         if len(item) > limit:
             restored.candidates.append(Candidate(item, TOO_LONG, f"{len(item)} > {limit}"))
             continue
+        if len(_INLINE_NUMBER.findall(item)) >= 2:
+            restored.candidates.append(Candidate(item, MERGED, "a numbered list in one line"))
+            continue
         candidate = restore_line(item, lines)
+        if candidate.ok and language and (problem := wrong_script(candidate.parts, language)):
+            candidate = Candidate(item, WRONG_LANGUAGE, problem)
         if candidate.ok:
             text = _comparable(candidate_text(candidate))
             if text in originals:
@@ -282,6 +292,27 @@ def restore_answer(
                 seen.add(text)
         restored.candidates.append(candidate)
     return restored
+
+
+_INLINE_NUMBER = re.compile(r"(?:^|\s)\d{1,2}[.)](?:\s|$)")
+_CYRILLIC = re.compile(r"[\u0400-\u04FF]")
+
+
+def wrong_script(parts: Sequence[Part], language: str) -> str | None:
+    """Why the line's own words (placeholders aside) cannot be in ``language``, or None.
+
+    Russian needs at least 80 % Cyrillic letters; German and English none. (Telling German
+    from English needs more than the script; that is left to the LLM.)
+    """
+    letters = [ch for p in parts if isinstance(p, Text) for ch in p.text if ch.isalpha()]
+    if not letters:
+        return None
+    cyrillic = sum(1 for ch in letters if _CYRILLIC.match(ch))
+    if language == "ru" and cyrillic < 0.8 * len(letters):
+        return f"only {cyrillic} of {len(letters)} letters are Cyrillic"
+    if language in ("en", "de") and cyrillic:
+        return f"{cyrillic} Cyrillic letters"
+    return None
 
 
 def candidate_text(candidate: Candidate) -> str:
