@@ -52,6 +52,21 @@ corpus_job = dg.define_asset_job(
     description="Selects a character's sentences for one language (after language_job).",
 )
 
+voice_job = dg.define_asset_job(
+    "voice_job",
+    selection=dg.AssetSelection.assets(
+        reviewed_corpus, augmented_lines, cloner_voice, cloned_audio, trimmed_clips, piper_archive
+    ),
+    description="After the review: the character's lines voiced, verified, trimmed and packed "
+    "for Piper (hours of BrainBox work at the default target).",
+)
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=dg.AssetSelection.assets(piper_checkpoints, checkpoint_report),
+    description="Trains the character's Piper voice on its archive and writes the report that "
+    "compares the checkpoints.",
+)
+
 paraphrase_job = dg.define_asset_job(
     "paraphrase_job",
     selection=dg.AssetSelection.assets(
@@ -84,7 +99,15 @@ defs = dg.Definitions(
         paraphrase_sets,
         avatar_paraphrases,
     ],
-    jobs=[character_job, language_job, corpus_job, paraphrase_job, deliver_voice_job],
+    jobs=[
+        character_job,
+        language_job,
+        corpus_job,
+        voice_job,
+        training_job,
+        paraphrase_job,
+        deliver_voice_job,
+    ],
     sensors=[build_character_sensor(character_job), build_template_sensor(paraphrase_job)],
     resources={
         "storage": storage,

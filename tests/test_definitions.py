@@ -43,6 +43,8 @@ def test_definitions_list_the_platform() -> None:
         "deliver_voice_job",
         "language_job",
         "paraphrase_job",
+        "training_job",
+        "voice_job",
     ]
     assert sorted(defs.resources) == [
         "avatar",
