@@ -90,8 +90,11 @@ def test_new_template_file_runs_just_that_template_for_the_right_partitions(
         "boris|ru": ["alarm_set"],
         "kiki|en": ["alarm_set"],
     }
+    job = defs.resolve_job_def("paraphrase_job")
     for request in second.run_requests:
         assert request.job_name in (None, "paraphrase_job")
+        validated = dg.validate_run_config(job, request.run_config)  # the job accepts it
+        assert validated["ops"]["paraphrase_sets"]["config"]["templates"] == ["alarm_set"]
     assert _runs(_tick(instance, folders, second.cursor)) == {}
 
 
