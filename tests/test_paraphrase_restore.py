@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chara_assets.paraphrase import restore as R
 from chara_assets.paraphrase.grammar import majority, parse_article, parse_case
@@ -303,3 +305,38 @@ def test_wrong_script_and_merged_lists_are_rejected() -> None:
     assert [c.reason for c in restored.candidates] == [R.WRONG_LANGUAGE, R.MERGED, R.ACCEPTED]
     english = restore_answer("- Hey {name}, привет!", lines, language="en")
     assert english.candidates[0].reason == R.WRONG_LANGUAGE
+
+
+def test_german_case_and_article_go_into_the_template() -> None:
+    from grammatron import DubParameters
+
+    from chara_assets.paraphrase.assets import _has_determiner
+    from chara_assets.paraphrase.records import Paraphrase, paraphrase_template
+    from chara_assets.paraphrase.templates import Slot
+
+    [spec] = parse_templates(
+        "templates:\n  - name: t\n    variables:\n"
+        "      unit: {type: options, description: d, options: [{value: h, de: Stunde}]}\n"
+        "    lines:\n      de: ['Eine {unit}.']\n",
+        "t.yaml",
+    )
+    rule = {"{unit}": {"case": "dative", "article": "definite"}}
+    line = Paraphrase("t", "unit", "de", "kiki", None, "Noch mit {unit}!", grammar=rule)
+    said = paraphrase_template(spec, line).dub.to_str({"unit": "h"}, DubParameters(language="de"))
+    assert said == "Noch mit der Stunde!"
+    # An article the LLM already wrote is kept, so no second one is voted in.
+    assert _has_determiner("Noch mit der {unit}!", Slot("unit"))
+    assert not _has_determiner("Noch mit {unit}!", Slot("unit"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_fuzz_no_answer_makes_restore_fail(answer: str) -> None:
+    restored = restore_answer(answer, TIMER.lines, prompt="Situation: x", speaker="Kiki",
+                              language="ru")  # fmt: skip
+    for candidate in restored.candidates:
+        assert candidate.reason in R.REASONS
+        if candidate.ok:
+            assert sorted(s.fragment for s in candidate.parts if hasattr(s, "fragment")) in (
+                sorted(s.fragment for s in line.slots) for line in TIMER.lines
+            )
