@@ -168,9 +168,9 @@ def test_trimmed_clips_hold_the_line_and_only_the_line(
     result = chain(trimmed_clips, "kiki|en")
     assert result.success
     trimmed = load_manifest(chara_home / "assets" / "trimmed_clips" / "kiki" / "en")
-    # Issue 5 asks for 80 %; here the stand-in voice + Whisper base give 7-10 of 10 (Whisper
-    # mishears some lines the same way on every attempt), so the test holds the measured floor.
-    assert len({c.id for c in trimmed.clips}) >= 0.6 * lines
+    # At least 80 % of the lines pass (bench/voice_chain.py: 9-10 of these 10, 37 of 40; the
+    # line Whisper base mishears on every attempt is "caloric" -> "cohort").
+    assert len({c.id for c in trimmed.clips}) >= 0.8 * lines
     assert trimmed.speaker_reference == "clips"  # the stand-in voice is not the sample's
     page = trimmed.path(trimmed.report).read_text()
     assert page.count("<audio") >= len(trimmed.clips[:20]) and "clips/" in page
