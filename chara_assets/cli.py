@@ -85,6 +85,78 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def demo(args: argparse.Namespace) -> int:
+    """The quick start's main job: every chain at demo size for one character|language (see
+    ``chara_assets/demo.py``), in the persistent instance; prints where the reports are."""
+    ensure_dagster_home()
+    import dagster as dg
+
+    from chara_resources.embedded.launcher import EmbeddedBrainBox
+
+    from .definitions import defs
+    from .demo import JOBS, PARAPHRASE_JOB, DemoSize, run_configs
+    from .partitions import CHARACTER_DIMENSION, CharacterLanguage
+
+    catalog = _catalog()
+    character = catalog.characters.get(args.character)
+    if character is None:
+        print(f"error: no valid character file for {args.character!r}", file=sys.stderr)
+        return 2
+    language = args.language or character.languages[0]
+    if language not in character.languages:
+        print(
+            f"error: {args.character} does not speak {language!r} "
+            f"(languages: {', '.join(character.languages)})",
+            file=sys.stderr,
+        )
+        return 2
+    if args.lines < 1 or args.epochs < 1:
+        print("error: --lines and --epochs must be at least 1", file=sys.stderr)
+        return 2
+    size = DemoSize(lines=args.lines, epochs=args.epochs, templates=tuple(args.template or ()))
+    configs = run_configs(size, language)
+    pair = str(CharacterLanguage(args.character, language).key)
+    instance = dg.DagsterInstance.get()
+    instance.add_dynamic_partitions(CHARACTER_DIMENSION, [args.character])
+    logging = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
+    embedded = EmbeddedBrainBox(chara_home() / "brainbox")
+    was_running = embedded.running_url() is not None
+    reports: list[tuple[str, str]] = []
+    jobs = [*JOBS] + ([] if args.no_paraphrase else [PARAPHRASE_JOB])
+    started_all = time.monotonic()
+    try:
+        for job_name in jobs:
+            started = time.monotonic()
+            partition = language if job_name == "language_job" else pair
+            result = defs.resolve_job_def(job_name).execute_in_process(
+                instance=instance,
+                partition_key=partition,
+                raise_on_error=False,
+                run_config={**configs.get(job_name, {}), **logging},
+            )
+            status = "ok" if result.success else "FAILED"
+            print(f"{job_name} {partition}: {status} in {time.monotonic() - started:.1f} s")
+            for event in result.get_asset_materialization_events():
+                materialization = event.step_materialization_data.materialization
+                report = materialization.metadata.get("report")
+                if isinstance(report, dg.PathMetadataValue):
+                    reports.append((materialization.asset_key.to_user_string(), report.path))
+            if not result.success:
+                print(
+                    "the demo stopped here; the run's log is in the UI (chara dev) under Runs",
+                    file=sys.stderr,
+                )
+                return 1
+    finally:
+        if not was_running and not os.environ.get("CHARA_BRAINBOX_URL"):
+            embedded.stop()  # started for this command: do not leave it behind
+    print(f"demo finished in {time.monotonic() - started_all:.0f} s")
+    for asset, path in reports:
+        print(f"report of {asset}: {path}")
+    print(f"storage: {chara_home()}  dagster instance: {os.environ['DAGSTER_HOME']}")
+    return 0
+
+
 def dev(args: argparse.Namespace) -> int:
     """Start ``dagster dev`` on the project's workspace with the persistent instance."""
     ensure_dagster_home()
@@ -190,6 +262,19 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--language", action="append", help="only this language")
     run_parser.add_argument("--log-level", default="INFO", help="Dagster console log level")
     run_parser.set_defaults(func=run)
+    demo_parser = commands.add_parser(
+        "demo", help="every chain at demo size for one character (the quick start)"
+    )
+    demo_parser.add_argument("--character", default="kiki")
+    demo_parser.add_argument("--language", help="default: the character's first language")
+    demo_parser.add_argument("--lines", type=int, default=16, help="sentences to voice")
+    demo_parser.add_argument("--epochs", type=int, default=1, help="Piper training epochs")
+    demo_parser.add_argument(
+        "--template", action="append", help="only this template (default: all of them)"
+    )
+    demo_parser.add_argument("--no-paraphrase", action="store_true", help="skip paraphrasing")
+    demo_parser.add_argument("--log-level", default="WARNING", help="Dagster console log level")
+    demo_parser.set_defaults(func=demo)
     dev_parser = commands.add_parser("dev", help="start the Dagster UI")
     dev_parser.add_argument("--host", default="127.0.0.1")
     dev_parser.add_argument("--port", type=int, default=3000)
