@@ -6,12 +6,15 @@
 
 import fcntl
 import json
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from .folder_asset import MANIFEST_NAME, FolderManifest, manifest_class
 from .paths import (
@@ -61,6 +64,9 @@ class ChraStorage(dg.ConfigurableResource):
     """The storage root (``CHARA_HOME``): asset folders, staging folders and work caches."""
 
     root: str = ""
+    # Partitions this run holds (lock file -> open lock), released when the step ends.
+    _held: dict[str, IO[str]] = PrivateAttr(default_factory=dict)
+    _staged: set[str] = PrivateAttr(default_factory=set)  # partitions given a staging folder
 
     @property
     def root_path(self) -> Path:
@@ -85,16 +91,71 @@ class ChraStorage(dg.ConfigurableResource):
         The IO manager adds the manifest and renames the folder into place when the asset
         returns, so a crash leaves the previous version untouched.
         """
-        final = self.asset_folder(context.asset_key, self._segments(context))
+        segments = self._segments(context)
+        final = self.asset_folder(context.asset_key, segments)
         final.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_staging(final)
+        self._hold_partition(context, segments)
+        # Holding the partition, no other run can be writing here: any staging folder left
+        # is a crashed run's (e.g. a full disk) and goes now, not a day later.
+        first = str(final) not in self._staged
+        self._staged.add(str(final))
+        remove_stale_staging(final, older_than_s=0 if first else 24 * 3600)
         folder = staging_name(final)
         folder.mkdir()
         return folder
 
     def work(self, context: dg.AssetExecutionContext) -> WorkCache:
         """The item-level work cache of the running asset partition."""
-        return WorkCache(self.work_folder(context.asset_key, self._segments(context)))
+        segments = self._segments(context)
+        self._hold_partition(context, segments)
+        return WorkCache(self.work_folder(context.asset_key, segments))
+
+    def _hold_partition(self, context: dg.AssetExecutionContext, segments: list[str]) -> None:
+        """Hold the running asset partition until the step ends.
+
+        A second run of the same partition waits here until the first one ends (or dies:
+        the lock goes with its process), then goes on and reuses what the first stored. Two
+        runs writing one work cache at once would re-attach to each other's BrainBox jobs
+        and delete each other's result files on the server.
+        """
+        work = self.work_folder(context.asset_key, segments)
+        lock_path = work.with_name(f".{work.name}.run.lock")
+        if str(lock_path) in self._held:
+            return
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "a+")  # noqa: SIM115 - held until teardown_after_execution
+        what = f"{context.asset_key.to_user_string()} partition {'|'.join(segments)}"
+        waited_since = last_said = None
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                if last_said is None or now - last_said > 60:
+                    lock.seek(0)
+                    holder = lock.read().strip() or "unknown"
+                    context.log.warning(
+                        f"{what} is being materialized by another run ({holder}); waiting "
+                        "for it to end, then this run reuses what it stored"
+                    )
+                    waited_since = waited_since or now
+                    last_said = now
+                time.sleep(0.5)
+        if waited_since is not None:
+            waited = time.monotonic() - waited_since
+            context.log.info(f"{what}: the other run ended; waited {waited:.0f} s")
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"run {context.run_id}, process {os.getpid()}")
+        lock.flush()
+        self._held[str(lock_path)] = lock
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        for lock in self._held.values():
+            lock.close()  # releases the flock
+        self._held.clear()
+        self._staged.clear()
 
 
 @contextmanager
