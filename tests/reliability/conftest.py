@@ -162,3 +162,19 @@ def copy_home(tmp_path: Path) -> Callable[[Path], Path]:
         return target
 
     return copy
+
+
+# trimmed_clips on LINES lines: one voicing per line, and no acceptance floor (the stand-in
+# voice and the small recogniser reject some lines; these tests are about faults, not quality)
+TRIM_CONFIG = {"max_attempts": 1, "min_acceptance": 0.0, "warn_acceptance": 0.0}
+
+
+@pytest.fixture(scope="session")
+def clips_home(tmp_path_factory, voice_home: Path, full_server) -> Path:
+    """``voice_home`` plus cloned_audio of kiki|en."""
+    home = tmp_path_factory.mktemp("clips-home") / "home"
+    shutil.copytree(voice_home, home)
+    config_dirs = _config_copy(tmp_path_factory.mktemp("clips-config"))
+    result = materialize(home, config_dirs, full_server.running_url(), "cloned_audio", "kiki|en")
+    assert result.success
+    return home
