@@ -163,3 +163,70 @@ def instance():
     with dg.DagsterInstance.ephemeral() as inst:
         inst.add_dynamic_partitions("character", ["kiki", "boris"])
         yield inst
+
+
+def test_the_requested_run_paraphrases_just_the_new_template(
+    instance, folders, resources, chara_home
+) -> None:
+    """The sensor's run request, materialised as the daemon would run it (answers recorded in
+    the work cache, so no LLM is asked): only the new template is paraphrased and uploaded."""
+    from chara_assets.paraphrase.assets import (
+        _persona,
+        avatar_paraphrase_stats,
+        avatar_paraphrases,
+        paraphrase_job,
+        paraphrase_sets,
+    )
+    from chara_assets.paraphrase.templates import load_templates
+    from chara_resources.avatar import AvatarResource, LocalAvatarStore, read_paraphrase_records
+    from chara_resources.brainbox import BrainBoxResource
+    from chara_resources.storage import load_manifest
+    from chara_resources.work_cache import WorkCache
+
+    templates, characters, users = folders
+    first = _tick(instance, folders, None)
+    (templates / "alarms.yaml").write_text(NEW_TEMPLATE)
+    second = _tick(instance, folders, first.cursor)
+    [request] = [r for r in second.run_requests if str(r.partition_key) == "kiki|en"]
+
+    catalog = CharacterCatalog(characters_dir=str(characters), users_dir=str(users))
+    brainbox = BrainBoxResource(url="http://127.0.0.1:9", retry_for_s=1, role_profile="embedded")
+    call = brainbox.call("llm", "question")
+    step = WorkCache(chara_home / "work" / "paraphrase_sets" / "kiki" / "en").step(
+        "answers", {"llm": f"{call.decider}:{call.parameter}"}
+    )
+    [group] = load_templates(templates).templates["alarm_set"].groups("en")
+    persona, _ = _persona(catalog.character("kiki"), catalog, "")
+    job = paraphrase_job(group, persona, 5, 0)
+    answer = "\n".join(
+        f"- {line}"
+        for line in [
+            "Rise and shine at {hour} o'clock!",
+            "Your alarm rings at {hour}.",
+            "Alarm on: {hour} o'clock sharp.",
+            "I'll wake you at {hour}, promise!",
+            "{hour} o'clock it is, alarm set.",
+        ]
+    )
+    step.put(step.key(job.cache_inputs(), job.label), job.cache_inputs(), result=answer)
+
+    result = dg.materialize(
+        [avatar_paraphrase_stats, paraphrase_sets, avatar_paraphrases],
+        instance=instance,
+        partition_key=request.partition_key,
+        run_config=request.run_config,
+        tags=request.tags,
+        resources={
+            **resources,
+            "characters": catalog,
+            "templates": TemplateFolder(templates_dir=str(templates)),
+            "avatar": AvatarResource(local_folder=str(chara_home / "avatar")),
+            "brainbox": brainbox,
+        },
+    )
+    assert result.success
+    sets = load_manifest(chara_home / "assets" / "paraphrase_sets" / "kiki" / "en")
+    assert {o.template for o in sets.outcomes} == {"alarm_set"}
+    assert len(sets.paraphrases) == 5
+    records = read_paraphrase_records(LocalAvatarStore(chara_home / "avatar"))
+    assert sorted(r.original_template_name for r in records) == ["alarm_set"] * 5
