@@ -107,14 +107,20 @@ def spawn(
     return Run(process, log)
 
 
-def wait_for(what: str, condition: Callable[[], bool], run: Run | None, timeout_s: float = 180):
+def wait_for(
+    what: str,
+    condition: Callable[[], bool],
+    run: Run | None,
+    timeout_s: float = 180,
+    poll_s: float = 0.05,
+) -> None:
     """Poll ``condition`` until true; fail if ``run`` ends first or time runs out."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if run is not None and run.process.poll() is not None:
             raise AssertionError(f"the run ended before {what}:\n{run.output()[-3000:]}")
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+        time.sleep(poll_s)
 
 
 def work_items(home: Path, *parts: str) -> int:
@@ -178,3 +184,52 @@ def clips_home(tmp_path_factory, voice_home: Path, full_server) -> Path:
     result = materialize(home, config_dirs, full_server.running_url(), "cloned_audio", "kiki|en")
     assert result.success
     return home
+
+
+class AvatarProcess:
+    """The real kaia-avatar server in its own process, to be killed and started again on the
+    same port and folder (the session's ``avatar_server`` fixture is shared: never killed)."""
+
+    def __init__(self, folder: Path) -> None:
+        from chara_resources.embedded.launcher import free_port
+
+        self.folder, self.port = folder, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import httpx
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.avatar_server", str(self.port), str(self.folder)],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.process.poll() is None, "the Avatar server exited at start"
+            try:
+                if httpx.get(f"{self.url}/heartbeat", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the Avatar server did not start"
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        import os
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def own_avatar(tmp_path: Path):
+    avatar = AvatarProcess(tmp_path / "avatar")
+    avatar.start()
+    yield avatar
+    avatar.kill()
