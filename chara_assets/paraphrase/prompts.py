@@ -67,7 +67,10 @@ def paraphrase_prompt(group: Group, persona: Persona, count: int, seed: int = 0)
     lines += [f"- {line.text}" for line in group.lines]
     slots = {s.fragment: s for line in group.lines for s in line.slots}
     if slots:
-        lines.append("Keep every placeholder in braces exactly once, unchanged:")
+        lines.append(
+            "Keep every placeholder in braces exactly once and unchanged "
+            "(never translate or rename it):"
+        )
         lines += [_variable_line(spec, s, group.language) for s in slots.values()]
         said = list(dict.fromkeys(examples(group, 3, seed)))
         lines.append("For example, the lines may be said as: " + " / ".join(said))
