@@ -26,6 +26,13 @@ from .assets import VoiceSample
 from .clip_assets import PiperArchive
 
 QUALITIES = ("x_low", "medium", "high")
+# Base models per language by trainer: kaia's PiperTraining has Piper's public checkpoints;
+# the embedded trainer has the packaged English voice to warm-start from (and whatever a
+# person put in its base folder, named in the config).
+BASE_MODELS = {
+    "PiperTraining": {"en": "lessac", "de": "thorsten", "ru": "denis"},
+    "PiperTrainer": {"en": "joe"},
+}
 # What kaia's PiperTraining decider takes; the embedded trainer also takes the rest.
 _PRODUCTION_PARAMETERS = (
     "epochs",
@@ -71,10 +78,10 @@ class PiperCheckpoints(FolderManifest):
 
 class PiperCheckpointsConfig(dg.Config):
     base_models: dict[str, str] = Field(
-        default_factory=lambda: {"en": "lessac", "de": "thorsten", "ru": "denis"},
-        description="base checkpoint per language (the trainer's model names); empty: train "
-        "from scratch. The embedded trainer looks for <brainbox data>/piper_training/base/"
-        "<name>.ckpt",
+        default_factory=dict,
+        description="base model per language, over the trainer's defaults (PiperTraining: "
+        "en lessac, de thorsten, ru denis; the embedded trainer: en joe, the packaged voice, "
+        "de/ru from scratch); an empty name trains from scratch",
     )
     epochs: int = Field(default=5, description="epochs to train (on top of the base model)")
     checkpoint_epochs: int = Field(default=1, description="a checkpoint every K epochs")
@@ -154,7 +161,8 @@ def piper_checkpoints(
         raise dg.Failure(f"the Piper archive {archive} cannot be trained on: {shown}{more}")
     call = brainbox.call("piper_trainer", "train")
     parameters = _parameters(config, partition.language, call.decider == "PiperTraining")
-    base_model = config.base_models.get(partition.language, "")
+    defaults = BASE_MODELS.get(call.decider, {})
+    base_model = {**defaults, **config.base_models}.get(partition.language, "")
     sha = file_sha256(archive)
     what = {"archive": sha, "model": base_model, "parameters": parameters}
     training_id = f"chara-{partition.character}-{partition.language}-{content_hash(what)[:12]}"
