@@ -41,7 +41,13 @@ def main() -> int:
         "io_manager": FolderIOManager(storage=storage),
         "characters": CharacterCatalog(characters_dir=args.characters, users_dir=args.users),
         "brainbox": BrainBoxResource(url=args.brainbox, role_profile="embedded", retry_for_s=60),
-        "avatar": AvatarResource(url=args.avatar, trusted=True, retry_for_s=3),
+        # Without a URL, the local Avatar folder under this storage root.
+        "avatar": AvatarResource(
+            url=args.avatar,
+            local_folder="" if args.avatar else f"{args.home}/avatar",
+            trusted=True,
+            retry_for_s=3,
+        ),
         "templates": TemplateFolder(templates_dir=args.templates)
         if args.templates
         else TemplateFolder(),
