@@ -113,7 +113,9 @@ def demo(args: argparse.Namespace) -> int:
     if args.lines < 1 or args.epochs < 1:
         print("error: --lines and --epochs must be at least 1", file=sys.stderr)
         return 2
-    size = DemoSize(lines=args.lines, epochs=args.epochs, templates=tuple(args.template or ()))
+    size = DemoSize(lines=args.lines, epochs=args.epochs)
+    if args.template:
+        size = DemoSize(lines=args.lines, epochs=args.epochs, templates=tuple(args.template))
     configs = run_configs(size, language)
     pair = str(CharacterLanguage(args.character, language).key)
     instance = dg.DagsterInstance.get()
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser.add_argument("--lines", type=int, default=16, help="sentences to voice")
     demo_parser.add_argument("--epochs", type=int, default=1, help="Piper training epochs")
     demo_parser.add_argument(
-        "--template", action="append", help="only this template (default: all of them)"
+        "--template", action="append", help="paraphrase this template (default: two of them)"
     )
     demo_parser.add_argument("--no-paraphrase", action="store_true", help="skip paraphrasing")
     demo_parser.add_argument("--log-level", default="WARNING", help="Dagster console log level")

@@ -10,8 +10,8 @@ in the UI afterwards), for one character|language (default ``kiki|en``):
    voiced, verified, trimmed and packed for Piper;
 4. ``training_job``: a tiny Piper training (one epoch, warm-started from the packaged English
    voice where the language is English) and the report comparing checkpoints by ear;
-5. ``paraphrase_job``: a few templates paraphrased by the LLM and stored where Avatar reads
-   them (the local Avatar folder when no Avatar server is configured).
+5. ``paraphrase_job``: two templates paraphrased by the LLM (one answer each) and stored where
+   Avatar reads them (the local Avatar folder when no Avatar server is configured).
 
 The sizes here are for a first look on a laptop, not for a usable voice: a real voice needs an
 hour of clips (``target`` 600 sentences) and hours of GPU training.
@@ -28,7 +28,9 @@ class DemoSize:
     lines: int = 16
     epochs: int = 1
     batch_size: int = 4
-    templates: tuple[str, ...] = ()  # empty: every template of the templates folder
+    # Two templates, one LLM answer each: the embedded LLM takes 10-30 s an answer on 2 cores.
+    templates: tuple[str, ...] = ("greeting", "timer_done")
+    llm_attempts: int = 1
 
 
 def run_configs(size: DemoSize, language: str) -> dict[str, dict[str, Any]]:
@@ -50,11 +52,16 @@ def run_configs(size: DemoSize, language: str) -> dict[str, dict[str, Any]]:
                 }
             }
         },
-        "paraphrase_job": (
-            {"ops": {"paraphrase_sets": {"config": {"templates": list(size.templates)}}}}
-            if size.templates
-            else {}
-        ),
+        "paraphrase_job": {
+            "ops": {
+                "paraphrase_sets": {
+                    "config": {
+                        "templates": list(size.templates),
+                        "max_attempts": size.llm_attempts,
+                    }
+                }
+            }
+        },
     }
 
 
