@@ -3,6 +3,7 @@
 import dagster as dg
 import pytest
 
+from chara_assets.paraphrase import checks as paraphrase_checks
 from chara_assets.voice import checks
 
 
@@ -48,3 +49,15 @@ def test_archive_integrity_lists_the_problems() -> None:
     assert bad.metadata["problems"].value == 25
     assert bad.metadata["first_problems"].value.count("- kiki/a.wav") == 20
     assert checks.archive_integrity([], 10).passed
+
+
+def test_paraphrase_rejection_rate_warns_above_the_limit() -> None:
+    reasons = {"accepted": 2, "dropped_variable": 15, "refusal": 5, "unparsable": 2}
+    result = paraphrase_checks.rejection_rate(reasons, "accepted", max_rejection=0.8)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["rejected"].value == 22 and result.metadata["lines"].value == 24
+    assert "dropped_variable (15), refusal (5), unparsable (2)" in result.description
+    assert paraphrase_checks.rejection_rate(reasons, "accepted", max_rejection=0.95).passed
+    assert paraphrase_checks.rejection_rate({}, "accepted", max_rejection=0.0).passed
+    with pytest.raises(ValueError, match="max_rejection"):
+        paraphrase_checks.rejection_rate(reasons, "accepted", max_rejection=1.5)

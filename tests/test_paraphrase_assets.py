@@ -238,6 +238,10 @@ def test_chain_end_to_end_with_the_real_small_llm(
     metadata = result.asset_materializations_for_node("paraphrase_sets")[0].metadata
     assert "| goodbye | - |" in metadata["templates"].value
     assert metadata["llm_jobs"].value == 3
+    (check,) = result.get_asset_check_evaluations()
+    judged = sum(sum(o.reasons.values()) for o in sets.outcomes)
+    assert check.check_name == "rejection_rate" and check.metadata["lines"].value == judged
+    assert check.metadata["rejected"].value == judged - len(sets.paraphrases)
 
     upload = run(avatar_paraphrases, "kiki|en")
     assert upload.success

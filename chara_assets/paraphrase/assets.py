@@ -30,6 +30,7 @@ from chara_resources.storage import ChraStorage
 from ..characters.models import Character
 from ..characters.resource import CharacterCatalog
 from ..partitions import character_language_partitions
+from . import checks
 from . import restore as R
 from .grammar import (
     majority,
@@ -268,6 +269,10 @@ class ParaphraseSetsConfig(dg.Config):
         "relationship go into the prompt). Empty: paraphrases for everyone; the prompt names "
         "the user when exactly one has a relationship with the character",
     )
+    max_rejection: float = Field(
+        default=0.8,
+        description="the rejection_rate check warns when more of the LLM's lines are rejected",
+    )
     max_failure_ratio: float = Field(
         default=0.5, description="the asset fails if more LLM jobs than this share fail"
     )
@@ -323,6 +328,7 @@ def _has_determiner(text: str, slot: Slot) -> bool:
     group_name="paraphrase",
     kinds={"llm"},
     pool=brainbox_pool(),
+    check_specs=[checks.rejection_spec("paraphrase_sets")],
     description="New paraphrases of the templates in the character's voice from the BrainBox "
     "llm role, restored strictly (every variable exactly once); for de/ru each variable's "
     "case by majority vote; every template group's outcome with its reason.",
@@ -335,7 +341,7 @@ def paraphrase_sets(
     characters: CharacterCatalog,
     templates: TemplateFolder,
     storage: ChraStorage,
-) -> dg.MaterializeResult:
+):  # no return annotation: with check_specs Dagster would read it as the outputs
     character, language = characters.for_partition(context)
     code = language.code
     persona, record_user = _persona(character, characters, config.user)
@@ -509,6 +515,9 @@ def paraphrase_sets(
         totals.update(reasons[group.key])
     return dg.MaterializeResult(
         value=sets,
+        check_results=[
+            checks.rejection_rate(totals, R.ACCEPTED, max_rejection=config.max_rejection)
+        ],
         metadata={
             "llm": llm,
             "groups_paraphrased": len(chosen),
