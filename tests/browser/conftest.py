@@ -184,8 +184,8 @@ def _stop_group(process: subprocess.Popen) -> None:
 def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
     """``dagster dev`` on the project's workspace, its code location LOADED.
 
-    Before it starts, ``chara run --character kiki --language en`` builds the English sentence
-    pool and phonemes (the embedded BrainBox starts for it and stops after), so that
+    While it starts, ``dagster asset materialize`` builds the English sentence pool and its
+    phonemes (the embedded BrainBox starts for it and is stopped after), so that
     ``text_corpus`` can be materialised from the UI. Once up, the character sensor's first tick
     (the demo characters) is awaited and the sensor is then stopped: a new character's
     partition and runs then come only from what the tests do in the UI.
@@ -210,20 +210,31 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
         "CHARA_AVATAR_URL": "",
     }
     bin_dir = os.path.dirname(sys.executable)
-    chara = shutil.which("chara", path=bin_dir) or "chara"
     dagster = shutil.which("dagster", path=bin_dir) or "dagster"
     log = artifacts_dir() / "dagster-dev.log"
 
-    prepared = subprocess.run(
-        [chara, "run", "--character", "kiki", "--language", "en", "--log-level", "WARNING"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert prepared.returncode == 0, f"chara run failed:\n{prepared.stdout}\n{prepared.stderr}"
-
+    # The English pool and its phonemes, built while `dagster dev` starts (the shared instance
+    # is SQLite, which takes writers from several processes; dagster dev's own do the same).
+    language_log = artifacts_dir() / "language-en.log"
+    with open(language_log, "wb") as log_file:
+        language = subprocess.Popen(
+            [
+                dagster,
+                "asset",
+                "materialize",
+                "-m",
+                "chara_assets.definitions",
+                "--select",
+                "sentence_pool,pool_phonemes",
+                "--partition",
+                "en",
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     port = free_port()
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
@@ -250,8 +261,17 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
         )["stopSensor"]
         assert stopped["instigationState"]["status"] == "STOPPED", stopped
         dev.first_tick_partitions = _run_partitions(dev, tick["run_ids"])
+        try:
+            language.wait(timeout=LOAD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"materialising the English pool took over {LOAD_TIMEOUT_S} s")
+        assert language.returncode == 0, (
+            f"materialising the English pool failed:\n{language_log.read_text()[-3000:]}"
+        )
+        EmbeddedBrainBox(home / "brainbox").stop()  # started by pool_phonemes; not needed now
         yield dev
     finally:
+        _stop_group(language)
         _stop_group(process)
         # Run workers and code servers it left behind: found by our unique DAGSTER_HOME.
         for pid in _processes_with_env("DAGSTER_HOME", str(dagster_home)):

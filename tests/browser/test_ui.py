@@ -22,6 +22,11 @@ TERMINAL_FAILURES = {"FAILURE", "CANCELED"}
 
 
 def shot(page, name: str) -> None:
+    """A screenshot once finite transitions (dialogs fading in) have ended; spinners loop."""
+    page.wait_for_function(
+        """() => document.getAnimations().every(a => a.playState !== 'running'
+                 || a.effect?.getComputedTiming().endTime === Infinity)"""
+    )
     page.screenshot(path=artifacts_dir() / f"{name}.png", full_page=True)
 
 
