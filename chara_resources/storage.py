@@ -7,6 +7,7 @@
 import fcntl
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from .folder_asset import MANIFEST_NAME, FolderManifest, manifest_class
 from .paths import (
@@ -64,6 +65,10 @@ class ChraStorage(dg.ConfigurableResource):
     """The storage root (``CHARA_HOME``): asset folders, staging folders and work caches."""
 
     root: str = ""
+    min_free_mb: float = Field(
+        default=50.0,
+        description="a run fails at once, naming the storage root, when less space is free",
+    )
     # Partitions this run holds (lock file -> open lock), released when the step ends.
     _held: dict[str, IO[str]] = PrivateAttr(default_factory=dict)
     _staged: set[str] = PrivateAttr(default_factory=set)  # partitions given a staging folder
@@ -122,6 +127,7 @@ class ChraStorage(dg.ConfigurableResource):
         lock_path = work.with_name(f".{work.name}.run.lock")
         if str(lock_path) in self._held:
             return
+        self._check_free_space(context, segments)
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         lock = open(lock_path, "a+")  # noqa: SIM115 - held until teardown_after_execution
         what = f"{context.asset_key.to_user_string()} partition {'|'.join(segments)}"
@@ -150,6 +156,21 @@ class ChraStorage(dg.ConfigurableResource):
         lock.write(f"run {context.run_id}, process {os.getpid()}")
         lock.flush()
         self._held[str(lock_path)] = lock
+
+    def _check_free_space(self, context: dg.AssetExecutionContext, segments: list[str]) -> None:
+        """Fail before any work when the storage root is (nearly) full: a clear error then
+        beats a "No space left on device" from deep inside a download hours later."""
+        existing = self.root_path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        free_mb = shutil.disk_usage(existing).free / 1e6
+        if free_mb < self.min_free_mb:
+            raise dg.Failure(
+                f"the storage root {self.root_path} has {free_mb:.1f} MB free, less than "
+                f"min_free_mb={self.min_free_mb:g}: free some space or move CHARA_HOME, then "
+                f"run {context.asset_key.to_user_string()} {'|'.join(segments)} again (its "
+                "stored version and finished items are kept)"
+            )
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         for lock in self._held.values():
