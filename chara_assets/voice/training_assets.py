@@ -5,6 +5,7 @@ piper_archive -> piper_checkpoints -> checkpoint_report
 """
 
 import base64
+import contextlib
 import shutil
 import tempfile
 import zipfile
@@ -14,6 +15,7 @@ import dagster as dg
 from pydantic import BaseModel, Field
 
 from chara_resources.brainbox import BrainBoxResource
+from chara_resources.brainbox_client import BrainBoxError
 from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
 from chara_resources.paths import check_slug, safe_join
@@ -305,6 +307,10 @@ def _upload_voices(
             client.upload(cache_name, tar)
             jobs.append(Job({"tar_file": cache_name, "name": voice}, label=name))
     outcome = brainbox.run(context, step, "piper_voice", "upload_tar_voice", jobs)
+    with brainbox.client(context) as client:  # installed: the tars are not needed any more
+        for job in jobs:
+            with contextlib.suppress(BrainBoxError):  # a leftover file is harmless
+                client.delete(job.arguments["tar_file"])
     outcome.check(max_failure_ratio=0.0)
 
 

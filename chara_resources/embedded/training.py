@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -78,14 +77,6 @@ def _cache_file(decider: ISelfManagingDecider, name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no file {name!r} in the BrainBox cache")
     return path
-
-
-def _set_parent_death_signal() -> None:
-    """In the child: die with the server, so no orphan training outlives it (Linux)."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _cancelled(database: Path, job_id: str) -> bool:
@@ -263,6 +254,7 @@ class PiperTrainer(ISelfManagingDecider):
         paths = [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(x for x in paths if x)}
         env["PYTHONUNBUFFERED"] = "1"
+        env["CHARA_PARENT_PID"] = str(os.getpid())  # the child dies with the server
         checkpoints: list[dict[str, Any]] = []
         tail: list[str] = []
         with open(folder / "training.log", "w", encoding="utf-8") as full_log:
@@ -275,7 +267,6 @@ class PiperTrainer(ISelfManagingDecider):
                 cwd=folder,
                 text=True,
                 errors="replace",
-                preexec_fn=_set_parent_death_signal,
             )
             watch = _CancelWatch(
                 self.cache_folder.parent / "brainbox.db", self.current_job_id, process
@@ -341,13 +332,13 @@ class PiperTrainer(ISelfManagingDecider):
         command = [sys.executable, "-m", "chara_resources.embedded.training_process", "export"]
         paths = [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(x for x in paths if x)}
+        env["CHARA_PARENT_PID"] = str(os.getpid())
         done = subprocess.run(
             [*command, str(checkpoint), str(onnx)],
             env=env,
             capture_output=True,
             text=True,
             errors="replace",
-            preexec_fn=_set_parent_death_signal,
         )
         if done.returncode != 0 or not onnx.is_file():
             raise RuntimeError(f"ONNX export of {filename} failed:\n{done.stdout[-2000:]}")

@@ -205,7 +205,28 @@ def export(checkpoint: Path, output: Path) -> None:
     export_onnx.main()
 
 
+def _die_with_parent() -> None:
+    """Exit when the BrainBox server that started us dies, so no orphan training keeps its
+    memory (Linux prctl PR_SET_PDEATHSIG; set here, not in a preexec_fn, which can deadlock
+    in the threaded server)."""
+    import os
+    import signal
+
+    parent = os.environ.get("CHARA_PARENT_PID")
+    if not parent:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # the server died before prctl took effect
+        sys.exit("the BrainBox server that started this training is gone")
+
+
 def main() -> None:
+    _die_with_parent()
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "fit" and len(sys.argv) == 3:
         fit(json.loads(Path(sys.argv[2]).read_text()))
