@@ -151,3 +151,33 @@ def checkpoint_page(
     )
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+_CKPT_KEYS = {"training_id", "version", "filename", "epoch", "steps"}
+
+
+def checkpoint_list(result: object, report_lines: list[str] | None = None) -> list[dict]:
+    """The checkpoints a training job reported, sorted by epoch.
+
+    The embedded trainer's job result is the list itself. kaia's PiperTraining streams a report
+    instead: its job result names a file of JSON lines whose last non-null ``result`` is the
+    list (``report_lines``: that file's lines, read by the caller). Raises ValueError when
+    neither gives a list of ``{training_id, version, filename, epoch, steps}``.
+    """
+    import json
+
+    found = result
+    if isinstance(result, str) and report_lines is not None:
+        found = None
+        for line in report_lines:
+            if line.strip():
+                value = json.loads(line).get("result")
+                if value is not None:
+                    found = value
+    if not isinstance(found, list) or not all(
+        isinstance(c, dict) and c.keys() >= _CKPT_KEYS for c in found
+    ):
+        raise ValueError(
+            f"the trainer's result is not a list of checkpoints: {str(result)[:200]!r}"
+        )
+    return sorted(found, key=lambda c: int(c["epoch"]))

@@ -150,7 +150,7 @@ def piper_checkpoints(
 ) -> dg.MaterializeResult:
     from chara_resources.embedded.training import read_voice_tar
 
-    from .checkpoint_report import loss_plot
+    from .checkpoint_report import checkpoint_list, loss_plot
     from .piper_archive import check_archive
 
     partition = parse_partition_key(context.partition_key)
@@ -190,7 +190,15 @@ def piper_checkpoints(
     record = brainbox.run_long(context, step, "piper_trainer", "train", job, poll_s=config.poll_s)
     if not record.ok:
         raise dg.Failure(f"training {training_id} failed: {record.error}")
-    trained = sorted(record.result or [], key=lambda c: c["epoch"])
+    lines = None
+    if isinstance(record.result, str):  # kaia's PiperTraining: a report file in the cache
+        with tempfile.TemporaryDirectory() as tmp, brainbox.client(context) as client:
+            report = client.download(record.result, Path(tmp) / "report.jsonl")
+            lines = report.read_text(encoding="utf-8").splitlines()
+    try:
+        trained = checkpoint_list(record.result, lines)
+    except ValueError as exc:
+        raise dg.Failure(f"training {training_id}: {exc}") from None
     if not trained:
         raise dg.Failure(f"training {training_id} reported no checkpoint")
 
