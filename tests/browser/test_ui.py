@@ -7,13 +7,19 @@ root, never through the page alone, so that a page that merely looks right does 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
 import yaml
+
+from chara_resources.settings import PROJECT_ROOT
 
 from .conftest import RUN_TIMEOUT_S, DagsterDev, artifacts_dir
 
@@ -307,3 +313,63 @@ def test_backfill_for_new_character_covers_exactly_its_languages(page, dagster_d
     for partition in ("orla|de", "orla|ru"):
         page.get_by_text(partition, exact=True).first.wait_for()
     shot(page, "backfill-orla")
+
+
+def test_review_finish_is_a_materialization_in_the_ui(page, dagster_dev: DagsterDev) -> None:
+    """The annotation service's FINISH reports corpus_review to the live webserver."""
+    from chara_assets.annotation.app import button_id
+    from chara_assets.voice.review import ACCEPT, REJECT, review_folder, write_review_task
+    from chara_resources.embedded.launcher import free_port
+
+    sentences = [
+        "The kettle on the stove began to whistle just as the guests arrived at the door.",
+        "She folded the letter twice and hid it under a pile of old magazines on the shelf.",
+        "A light rain fell over the harbour while the fishing boats slowly came back home.",
+    ]
+    folder = review_folder(dagster_dev.home, "kiki", "en")
+    task = write_review_task(folder, "kiki", "en", sentences, dagster_url=dagster_dev.url)
+    port = free_port()
+    service = subprocess.Popen(
+        [sys.executable, "-m", "chara_assets.annotation", str(task), "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def serving():
+            assert service.poll() is None, "the annotation service exited at start"
+            try:
+                return httpx.get(url, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        dagster_dev.wait_for("the annotation service", serving, RUN_TIMEOUT_S)
+        page.goto(url)
+        progress = page.locator("#chara-progress")
+        for done, answer in enumerate([ACCEPT, REJECT, ACCEPT], start=1):
+            page.locator(f"#{button_id(answer)}").click()
+            progress.get_by_text(f"{done} of 3 decided").wait_for()
+        page.locator(f"#{button_id('finish')}").click()
+        page.get_by_text("reported to corpus_review").wait_for()
+        shot(page, "review-finish")
+    finally:
+        os.killpg(service.pid, signal.SIGKILL)
+        service.wait()
+
+    events = dagster_dev.graphql(
+        """{ assetOrError(assetKey: {path: ["corpus_review"]}) { ... on Asset {
+             assetMaterializations(partitions: ["kiki|en"]) { partition metadataEntries {
+             label ... on IntMetadataEntry { intValue } } } } } }"""
+    )["assetOrError"]["assetMaterializations"]
+    assert len(events) == 1
+    counts = {e["label"]: e.get("intValue") for e in events[0]["metadataEntries"]}
+    assert counts["count_yes"] == 2 and counts["count_no"] == 1 and counts["left"] == 0
+
+    partition_page(page, dagster_dev, "corpus_review", "kiki|en")
+    page.get_by_text("count_yes", exact=True).wait_for()
+    body = page.locator("body").inner_text()
+    assert re.search(r"count_yes\s+2\b", body) and re.search(r"count_no\s+1\b", body), body[:3000]
+    shot(page, "corpus-review-kiki-en")
