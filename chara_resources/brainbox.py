@@ -5,6 +5,7 @@ each role to a decider, its model parameter and, where they differ, its method n
 URL configured, chara starts the embedded BrainBox on this machine.
 """
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from pydantic import Field
 from .brainbox_client import BrainBoxClient
 from .brainbox_jobs import BatchOutcome, Call, Job, run_jobs, run_long_job
 from .embedded.launcher import EmbeddedBrainBox
+from .paths import check_slug
 from .settings import chara_home
 from .work_cache import ItemRecord, WorkStep
 
@@ -69,10 +71,40 @@ class UnknownRole(ValueError):
     pass
 
 
+# Run tag naming the BrainBox (of several in ``url``) that a run's jobs go to.
+ROUTE_TAG = "chara/brainbox"
+
+
+def parse_servers(url: str) -> dict[str, str]:
+    """``url`` as named servers: one URL (named "default") or ``name=url,name=url``."""
+    entries = [e.strip() for e in url.split(",") if e.strip()]
+    if len(entries) == 1 and not _is_named(entries[0]):
+        return {"default": entries[0]}
+    servers: dict[str, str] = {}
+    for entry in entries:
+        name, _, address = entry.partition("=")
+        if not _is_named(entry) or not address.strip():
+            raise ValueError(
+                f"BrainBox url entry {entry!r}: with several servers, name each one, "
+                "e.g. 'gpu1=http://10.0.0.5:8090,gpu2=http://10.0.0.6:8090'"
+            )
+        servers[check_slug(name.strip(), "BrainBox server name")] = address.strip()
+    return servers
+
+
+def _is_named(entry: str) -> bool:
+    return "=" in entry and not entry.startswith(("http://", "https://"))
+
+
 class BrainBoxResource(dg.ConfigurableResource):
     """A BrainBox server: ``url`` (``CHARA_BRAINBOX_URL``) or, when empty, the embedded one."""
 
-    url: str = Field(default="", description="BrainBox URL; empty: the embedded BrainBox")
+    url: str = Field(
+        default="",
+        description="BrainBox URL, or several as 'name=url,name=url' (each run goes to the one "
+        "its chara/brainbox tag names, else to one chosen by its partition key); empty: the "
+        "embedded BrainBox",
+    )
     role_profile: str = Field(
         default="",
         description="which deciders the server has: production (a GPU BrainBox) or embedded "
@@ -118,18 +150,42 @@ class BrainBoxResource(dg.ConfigurableResource):
             )
         return Call(binding.decider, binding.methods.get(method, method), binding.parameter)
 
-    def server_url(self) -> str:
+    def choose_server(self, context: dg.OpExecutionContext | None = None) -> tuple[str, str]:
+        """(name, URL) of the server for this run: the one its ``chara/brainbox`` tag names,
+        else one chosen by a stable hash of the partition key, so that a partition's re-run
+        goes back to the server that holds its submitted jobs."""
+        servers = parse_servers(self.url)
+        if len(servers) == 1:
+            return next(iter(servers.items()))
+        tags = context.run.tags if context is not None else {}
+        name = tags.get(ROUTE_TAG)
+        if name is not None:
+            if name not in servers:
+                raise ValueError(
+                    f"run tag {ROUTE_TAG}={name!r} names no configured BrainBox; "
+                    f"configured: {', '.join(sorted(servers))}"
+                )
+            return name, servers[name]
+        key = ""
+        if context is not None:
+            key = str(context.partition_key) if context.has_partition_key else context.run_id
+        names = sorted(servers)
+        index = int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(names)
+        return names[index], servers[names[index]]
+
+    def server_url(self, context: dg.OpExecutionContext | None = None) -> str:
         if self.url:
-            return self.url
+            return self.choose_server(context)[1]
         folder = Path(self.embedded_folder) if self.embedded_folder else chara_home() / "brainbox"
         return EmbeddedBrainBox(folder).ensure_running()
 
     @contextmanager
     def client(self, context: dg.OpExecutionContext | None = None) -> Iterator[BrainBoxClient]:
         warn = context.log.warning if context is not None else None
-        with BrainBoxClient(
-            self.server_url(), retry_for_s=self.retry_for_s, on_retry=warn
-        ) as client:
+        url = self.server_url(context)
+        if context is not None and len(parse_servers(self.url or "x")) > 1:
+            context.log.info(f"BrainBox {self.choose_server(context)[0]} at {url}")
+        with BrainBoxClient(url, retry_for_s=self.retry_for_s, on_retry=warn) as client:
             yield client
 
     def run(

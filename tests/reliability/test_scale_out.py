@@ -1,0 +1,101 @@
+"""Two BrainBox servers behind one resource: runs spread over them by partition key, a run tag
+sends a run to a named one, and the example instance configurations load as Dagster reads
+them (docs/scale-out.md)."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import sqlite3
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from chara_resources.brainbox import ROUTE_TAG, BrainBoxResource, parse_servers
+from chara_resources.embedded.launcher import EmbeddedBrainBox
+from chara_resources.settings import PROJECT_ROOT
+
+from .conftest import materialize
+
+PHONEMIZER = ["chara_resources.embedded.deciders:EspeakPhonemizer"]
+
+
+def _languages(box: EmbeddedBrainBox) -> dict[str, int]:
+    """Phonemizer jobs per language, read from the server's own database."""
+    counts: dict[str, int] = {}
+    with sqlite3.connect(box.folder / "data" / "brainbox.db") as db:
+        for (arguments,) in db.execute(
+            "select arguments from brain_box_jobs where method = 'phonemize'"
+        ):
+            language = pickle.loads(arguments)["language"]  # our own test server's database
+            counts[language] = counts.get(language, 0) + 1
+    return counts
+
+
+@pytest.fixture
+def two_servers(tmp_path: Path):
+    boxes = {name: EmbeddedBrainBox(tmp_path / name, PHONEMIZER) for name in ("gpu1", "gpu2")}
+    urls = {name: box.ensure_running() for name, box in boxes.items()}
+    yield boxes, ",".join(f"{name}={url}" for name, url in urls.items())
+    for box in boxes.values():
+        box.stop()
+
+
+def test_work_spreads_over_two_brainboxes(two_servers, config_dirs, tmp_path: Path) -> None:
+    boxes, url = two_servers
+    home = tmp_path / "home"
+    pair = {"brainbox": BrainBoxResource(url=url, role_profile="embedded")}
+    for language in ("en", "de", "ru"):
+        assert materialize(home, config_dirs, "", "sentence_pool", language).success
+        result = materialize(home, config_dirs, "", "pool_phonemes", language, resources=pair)
+        assert result.success
+    # Each language went to one server, as its partition key hashes (en, de: gpu1; ru: gpu2).
+    gpu1, gpu2 = _languages(boxes["gpu1"]), _languages(boxes["gpu2"])
+    assert set(gpu1) == {"en", "de"} and set(gpu2) == {"ru"}
+    assert all(n > 0 for n in [*gpu1.values(), *gpu2.values()])
+
+    # A run tag sends a run to a named server (here: en again, from nothing, on gpu2).
+    for part in ("assets", "work"):
+        shutil.rmtree(home / part / "pool_phonemes" / "en")
+    tagged = materialize(
+        home, config_dirs, "", "pool_phonemes", "en", resources=pair, tags={ROUTE_TAG: "gpu2"}
+    )
+    assert tagged.success
+    assert _languages(boxes["gpu2"]).get("en") == gpu1["en"]
+    assert _languages(boxes["gpu1"]) == gpu1  # nothing more on gpu1
+
+    unknown = materialize(
+        home, config_dirs, "", "pool_phonemes", "de", resources=pair, tags={ROUTE_TAG: "gpu3"}
+    )
+    assert not unknown.success
+    message = str(unknown.get_step_failure_events()[0].step_failure_data.error)
+    assert "run tag chara/brainbox='gpu3' names no configured BrainBox" in message
+    assert "configured: gpu1, gpu2" in message
+
+
+def test_server_lists_are_checked() -> None:
+    assert parse_servers("http://h:8090") == {"default": "http://h:8090"}
+    assert parse_servers("http://h:8090/?a=b") == {"default": "http://h:8090/?a=b"}
+    assert parse_servers("a=http://x:1, b=http://y:2") == {"a": "http://x:1", "b": "http://y:2"}
+    with pytest.raises(ValueError, match="name each one"):
+        parse_servers("http://x:1,http://y:2")
+    with pytest.raises(ValueError, match="BrainBox server name 'GPU 1'"):
+        parse_servers("GPU 1=http://x:1,b=http://y:2")
+
+
+@pytest.mark.parametrize(
+    ("name", "pool_limit", "tag_limits"),
+    [("dagster.yaml", 1, []), ("dagster-two-brainboxes.yaml", 2, [ROUTE_TAG])],
+)
+def test_example_instance_configurations_load(
+    tmp_path: Path, name: str, pool_limit: int, tag_limits: list[str]
+) -> None:
+    shutil.copy(PROJECT_ROOT / "examples" / name, tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        config = instance.get_concurrency_config()
+        assert config.pool_config.default_pool_limit == pool_limit
+        queue = config.run_queue_config
+        assert queue.max_concurrent_runs >= 2
+        assert [limit["key"] for limit in queue.tag_concurrency_limits or []] == tag_limits
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
