@@ -66,12 +66,13 @@ TEXTS = {
     "c002": "She sells sea shells by the sea shore.",
     "c003": "A stitch in time saves nine, they said.",
 }
-# Small and fast: what the tests train with (2 epochs of one step each). The x_low model
+# Small and fast: what the tests train with (3 epochs of one step each, a checkpoint every 2
+# epochs and after the last). The x_low model
 # warm-started from the packaged (medium) voice: the tensors whose shapes match are copied.
 TRAINING = {
     "base_models": {"en": "joe"},
-    "epochs": 2,
-    "checkpoint_epochs": 1,
+    "epochs": 3,
+    "checkpoint_epochs": 2,
     "batch_size": 2,
     "quality": "x_low",
     "keep_training_files": False,
@@ -234,7 +235,7 @@ def test_killed_run_reattaches_to_the_training(trained: Trained) -> None:
     )
     # The trainer's own lines and per-epoch losses reached the Dagster log.
     assert any(
-        m.startswith("[PiperTrainer] epoch 2 (step 4): ") and "loss_g" in m for m in trained.logs
+        m.startswith("[PiperTrainer] epoch 3 (step 6): ") and "loss_g" in m for m in trained.logs
     )
 
 
@@ -243,12 +244,14 @@ def test_checkpoints_are_onnx_voices_that_speak(trained: Trained, tmp_path: Path
 
     checkpoints = load_manifest(trained.home / "assets" / "piper_checkpoints" / "kiki" / "en")
     assert [(c.name, c.epoch, c.steps) for c in checkpoints.checkpoints] == [
-        ("epoch-0001", 1, 2),  # Lightning counts both optimizers: 2 steps per batch
-        ("epoch-0002", 2, 4),
+        ("epoch-0002", 2, 4),  # Lightning counts both optimizers: 2 steps per batch
+        ("epoch-0003", 3, 6),  # the last epoch always makes one
     ]
     assert all(c.losses["loss_g"] > 0 and "train_mel" in c.losses for c in checkpoints.checkpoints)
     metadata = trained.result.asset_materializations_for_node("piper_checkpoints")[0].metadata
-    assert metadata["epochs"].value == 2 and metadata["steps"].value == 4
+    assert metadata["epochs"].value == 3 and metadata["steps"].value == 6
+    assert [(e.epoch, e.steps) for e in checkpoints.history] == [(1, 2), (2, 4), (3, 6)]
+    assert all(e.losses["loss_g"] > 0 for e in checkpoints.history)
     assert "data:image/png;base64," in metadata["loss_plot"].value
     # keep_training_files=False: the ~200 MB checkpoints are gone from the trainer.
     assert not (trained.box.folder / "data" / "piper_training" / checkpoints.training_id).exists()
@@ -269,7 +272,7 @@ def test_report_plays_every_checkpoint(trained: Trained) -> None:
     assert result.success, failure_message(result)
     folder = trained.home / "assets" / "checkpoint_report" / "kiki" / "en"
     report = load_manifest(folder)
-    assert [s.name for s in report.samples] == ["epoch-0001", "epoch-0002"]
+    assert [s.name for s in report.samples] == ["epoch-0002", "epoch-0003"]
     for sample in report.samples:
         assert not audio_stats(report.path(sample.audio)).silent
     page = (folder / "report.html").read_text()
@@ -291,22 +294,22 @@ def test_delivery_installs_the_chosen_checkpoint(trained: Trained, tmp_path: Pat
     bad = trained.run(
         delivered_voice, delivered_voice=DeliveredVoiceConfig(checkpoint="epoch-0009")
     )
-    assert "no checkpoint 'epoch-0009'; this training has epoch-0001, epoch-0002" in (
+    assert "no checkpoint 'epoch-0009'; this training has epoch-0002, epoch-0003" in (
         failure_message(bad)
     )
     result = trained.run(
         delivered_voice,
-        delivered_voice=DeliveredVoiceConfig(checkpoint="epoch-0002", voices_folder=str(voices)),
+        delivered_voice=DeliveredVoiceConfig(checkpoint="epoch-0003", voices_folder=str(voices)),
     )
     assert result.success, failure_message(result)
     checkpoints = load_manifest(trained.home / "assets" / "piper_checkpoints" / "kiki" / "en")
-    chosen = checkpoints.find("epoch-0002")
+    chosen = checkpoints.find("epoch-0003")
     assert (voices / "kiki-en.onnx").read_bytes() == checkpoints.path(chosen.onnx).read_bytes()
     assert json.loads((voices / "kiki-en.onnx.json").read_text())["audio"]["sample_rate"] == 22050
     on_server = trained.box.folder / "data" / "piper_voices" / "kiki-en.onnx"
     assert on_server.read_bytes() == checkpoints.path(chosen.onnx).read_bytes()
     delivered = load_manifest(trained.home / "assets" / "delivered_voice" / "kiki" / "en")
-    assert delivered.checkpoint == "epoch-0002" and delivered.voice_name == "kiki-en"
+    assert delivered.checkpoint == "epoch-0003" and delivered.voice_name == "kiki-en"
     assert not audio_stats(delivered.path(delivered.check)).silent
     cache = trained.box.folder / "data" / "cache"
     assert not list(cache.glob("*.tar"))  # uploaded voice tars are removed once installed

@@ -55,6 +55,12 @@ class PiperCheckpoint(BaseModel):
     config: str
 
 
+class EpochLosses(BaseModel):
+    epoch: int
+    steps: int
+    losses: dict[str, float] = Field(default_factory=dict)
+
+
 class PiperCheckpoints(FolderManifest):
     """Every checkpoint of one training as an ONNX voice (``checkpoints/<name>/voice.onnx``
     and ``voice.onnx.json``), with the epoch, step and losses the trainer reported."""
@@ -66,6 +72,7 @@ class PiperCheckpoints(FolderManifest):
     parameters: dict[str, float | int | str]
     archive_sha256: str
     checkpoints: list[PiperCheckpoint]
+    history: list[EpochLosses] = Field(default_factory=list)  # every epoch, where reported
     loss_plot: str | None = None
 
     def find(self, name: str) -> PiperCheckpoint:
@@ -234,9 +241,14 @@ def piper_checkpoints(
             context, cleanup, "piper_trainer", "delete", [Job({"training_id": training_id})]
         )
         context.log.info(f"deleted the training files of {training_id} on the trainer")
+    history = [
+        EpochLosses(epoch=int(e["epoch"]), steps=int(e["steps"]), losses=e.get("losses") or {})
+        for c in trained
+        for e in c.get("history") or []
+    ] or [EpochLosses(epoch=c.epoch, steps=c.steps, losses=c.losses) for c in checkpoints]
     plot = loss_plot(
-        [c.epoch for c in checkpoints],
-        [c.losses for c in checkpoints],
+        [e.epoch for e in history],
+        [e.losses for e in history],
         folder / "losses.png",
         title=f"{partition.character}|{partition.language}: {training_id}",
     )
@@ -248,6 +260,7 @@ def piper_checkpoints(
         parameters=parameters,
         archive_sha256=sha,
         checkpoints=checkpoints,
+        history=history,
         loss_plot="losses.png" if plot else None,
     ).bind(folder)
     metadata = {

@@ -12,7 +12,8 @@
   of the phonemes; production takes it from the base model) and ``quality``
   (x_low/medium/high). Trains with piper-tts's own code in a child process (see
   training_process.py), forwarding its log lines and per-epoch progress; the result lists the
-  checkpoints: ``{training_id, version, filename, epoch, steps, losses}``.
+  checkpoints: ``{training_id, version, filename, epoch, steps, losses, history}`` (history:
+  each epoch's losses since the previous checkpoint).
 - ``export(ckpt)``: a tar in the cache with ``<name>.onnx`` and ``<name>.onnx.json``.
 - ``delete(training_id)``: removes the training's files (checkpoints are ~200 MB each).
 
@@ -256,6 +257,7 @@ class PiperTrainer(ISelfManagingDecider):
         env["PYTHONUNBUFFERED"] = "1"
         env["CHARA_PARENT_PID"] = str(os.getpid())  # the child dies with the server
         checkpoints: list[dict[str, Any]] = []
+        epochs: list[dict[str, Any]] = []
         tail: list[str] = []
         with open(folder / "training.log", "w", encoding="utf-8") as full_log:
             process = subprocess.Popen(
@@ -287,6 +289,9 @@ class PiperTrainer(ISelfManagingDecider):
                         losses = event.get("losses") or {}
                         shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(losses.items()))
                         log(f"epoch {event['epoch']} (step {event['step']}): {shown}")
+                        epochs.append(
+                            {"epoch": event["epoch"], "steps": event["step"], "losses": losses}
+                        )
                         if event.get("checkpoint"):
                             checkpoints.append(
                                 {
@@ -294,8 +299,10 @@ class PiperTrainer(ISelfManagingDecider):
                                     "epoch": event["epoch"],
                                     "steps": event["step"],
                                     "losses": losses,
+                                    "history": epochs,  # the epochs since the last checkpoint
                                 }
                             )
+                            epochs = []
                     elif event["event"] == "start":
                         log(
                             f"training {event['epochs']} epochs of {event['batches_per_epoch']}"
