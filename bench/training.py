@@ -1,7 +1,7 @@
 """Benchmark of the embedded Piper trainer on this machine's CPU (run by hand).
 
     .venv/bin/python bench/training.py [--clips 6] [--epochs 3] [--batch 2]
-        [--quality medium] [--base joe] [--threads 0]
+        [--quality medium] [--base joe] [--threads 0] [--accelerator cpu]
 
 Builds an archive of espeak-ng clips, trains with the same process the PiperTrainer decider
 starts (chara_resources/embedded/training_process.py), and reports: seconds per training
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--quality", default="medium")
     parser.add_argument("--base", default="", help="'joe': warm start from the packaged voice")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--accelerator", default="cpu", help="cpu, gpu (CUDA) or auto")
     args = parser.parse_args()
 
     from chara_assets.voice.checkpoint_report import EVALUATION_TEXTS, audio_stats
@@ -120,6 +121,7 @@ def main() -> None:
         "root": str(work / "lightning"),
         "warmstart": str(warmstart) if warmstart else None,
         "threads": args.threads,
+        "accelerator": args.accelerator,
     }
     (work / "spec.json").write_text(json.dumps(spec))
     command = [sys.executable, "-m", "chara_resources.embedded.training_process", "fit"]
@@ -148,8 +150,8 @@ def main() -> None:
     batches = start["batches_per_epoch"] * len(epochs)
     train_s = times["last_epoch"] - times["start"]
     print(
-        f"quality {args.quality}, batch {args.batch}, generator {start['parameters']:,} "
-        f"parameters, torch threads {args.threads or 'default'}"
+        f"{args.accelerator}, quality {args.quality}, batch {args.batch}, "
+        f"generator {start['parameters']:,} parameters, torch threads {args.threads or 'default'}"
     )
     print(
         f"startup (imports, data preparation, model): {times['start'] - launched:.1f} s; "

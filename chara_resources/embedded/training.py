@@ -64,6 +64,7 @@ _PARAMETERS = {
     "language": "en",
     "quality": "medium",
     "threads": 0,
+    "accelerator": "cpu",  # "gpu" or "auto" where torch has CUDA
 }
 
 
@@ -180,6 +181,8 @@ class PiperTrainer(ISelfManagingDecider):
         p = {**_PARAMETERS, **parameters}
         if p["quality"] not in QUALITIES:
             raise ValueError(f"quality {p['quality']!r}: use one of {sorted(QUALITIES)}")
+        if p["accelerator"] not in ("cpu", "gpu", "auto"):
+            raise ValueError(f"accelerator {p['accelerator']!r}: use cpu, gpu or auto")
         if p["language"] not in _ESPEAK_VOICES:
             raise ValueError(f"language {p['language']!r}: use one of {sorted(_ESPEAK_VOICES)}")
         for key in ("epochs", "batch_size", "checkpoint_epochs", "sample_rate"):
@@ -223,6 +226,7 @@ class PiperTrainer(ISelfManagingDecider):
             "root": str(folder / "lightning"),
             "warmstart": str(warmstart) if warmstart else None,
             "threads": p["threads"],
+            "accelerator": p["accelerator"],
         }
         atomic_write_json(folder / "spec.json", spec)
         checkpoints = self._run_fit(folder, log, progress)
