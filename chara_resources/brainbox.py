@@ -168,7 +168,7 @@ class BrainBoxResource(dg.ConfigurableResource):
             return name, servers[name]
         key = ""
         if context is not None:
-            key = str(context.partition_key) if context.has_partition_key else context.run_id
+            key = str(context.partition_key) if context.has_partition_key else context.run.run_id
         names = sorted(servers)
         index = int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(names)
         return names[index], servers[names[index]]

@@ -153,7 +153,7 @@ class ChraStorage(dg.ConfigurableResource):
             context.log.info(f"{what}: the other run ended; waited {waited:.0f} s")
         lock.seek(0)
         lock.truncate()
-        lock.write(f"run {context.run_id}, process {os.getpid()}")
+        lock.write(f"run {context.run.run_id}, process {os.getpid()}")
         lock.flush()
         self._held[str(lock_path)] = lock
 
