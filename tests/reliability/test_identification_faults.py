@@ -144,15 +144,17 @@ def test_avatar_gone_during_upload_keeps_the_previous_dataset(
     assert _files(service / "current") == uploaded and not _stashes(service)
     assert _files(local) == local_before
 
-    # 2. Avatar dies while the labelled set is being replaced (killed as soon as the copy of
-    # the current set starts; should the replacement win the race, try again).
+    # 2. Avatar dies while the labelled set is being replaced: killed as soon as the old set is
+    # complete in its stash, i.e. while current/ is being emptied and filled (should the
+    # replacement win the race, try again).
     for _attempt in range(3):
         own_avatar.start()
-        count = len(_stashes(service))
-        watcher = threading.Thread(
-            target=_kill_when,
-            args=(lambda count=count: len(_stashes(service)) > count, own_avatar),
-        )
+        known = set(_stashes(service))
+
+        def stashed(known: set[Path] = known) -> bool:
+            return any(_files(s) == uploaded for s in _stashes(service) if s not in known)
+
+        watcher = threading.Thread(target=_kill_when, args=(stashed, own_avatar))
         watcher.start()
         result = run("identity_dataset")
         watcher.join()
@@ -163,9 +165,11 @@ def test_avatar_gone_during_upload_keeps_the_previous_dataset(
     message = str(result.get_step_failure_events()[0].step_failure_data.error)
     assert f"Avatar at {own_avatar.url}" in message, message
     assert _files(local) == local_before  # the local asset keeps its previous version
-    # On Avatar the previous set is either still current or complete in a stash.
-    complete = [s for s in _stashes(service) if _files(s) == uploaded]
-    assert _files(service / "current") == uploaded or complete
+    # On Avatar the previous set is complete in a stash, and the error says where when the
+    # current set could not be put back.
+    (stash,) = [s for s in _stashes(service) if s not in known and _files(s) == uploaded]
+    if _files(service / "current") != uploaded:
+        assert f"it is complete in resources/{SERVICE}/{stash.name}" in message, message
 
     own_avatar.start()  # back again: a re-run finishes the replacement
     assert run("identity_dataset").success
