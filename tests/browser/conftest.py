@@ -213,8 +213,18 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
     dagster = shutil.which("dagster", path=bin_dir) or "dagster"
     log = artifacts_dir() / "dagster-dev.log"
 
-    # The English pool and its phonemes, built while `dagster dev` starts (the shared instance
-    # is SQLite, which takes writers from several processes; dagster dev's own do the same).
+    # The instance's SQLite databases are created first: two processes creating them at once
+    # leave two alembic heads, and the code location then never loads.
+    subprocess.run(
+        [dagster, "instance", "migrate"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=LOAD_TIMEOUT_S,
+    )
+    # The English pool and its phonemes, built while `dagster dev` starts (SQLite takes writers
+    # from several processes; dagster dev's own processes do the same).
     language_log = artifacts_dir() / "language-en.log"
     with open(language_log, "wb") as log_file:
         language = subprocess.Popen(

@@ -107,24 +107,31 @@ RUNS_QUERY = """query($partition: String!) { runsOrError(filter: {tags: [{key:
 def run_failure(dev: DagsterDev, run_id: str) -> str:
     data = dev.graphql(
         """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
-             __typename ... on ExecutionStepFailureEvent { error { message } } } } } }""",
+             __typename ... on ExecutionStepFailureEvent { error { message errorChain {
+             error { message } } } } } } } }""",
         id=run_id,
     )
-    events = data["logsForRun"].get("events", [])
-    return "; ".join(e["error"]["message"] for e in events if e.get("error")) or "no step error"
+    messages = [
+        message
+        for event in data["logsForRun"].get("events", [])
+        if event.get("error")
+        for message in [event["error"]["message"]]
+        + [link["error"]["message"] for link in event["error"]["errorChain"]]
+    ]
+    return "\n".join(messages) or "no step error"
 
 
-def wait_for_run(dev: DagsterDev, partition: str, run_prefix: str) -> dict:
-    """The run the UI launched (its id starts with the toast's), once it succeeded."""
+def wait_for_run(dev: DagsterDev, partition: str, run_prefix: str, expect="SUCCESS") -> dict:
+    """The run the UI launched (its id starts with the toast's), once it ended as expected."""
 
     def finished():
         runs = dev.graphql(RUNS_QUERY, partition=partition)["runsOrError"]["results"]
         run = next((r for r in runs if r["runId"].startswith(run_prefix)), None)
-        if run and run["status"] in TERMINAL_FAILURES:
+        if run and run["status"] in ({"SUCCESS"} | TERMINAL_FAILURES) - {expect}:
             pytest.fail(f"run {run['runId']} {run['status']}: {run_failure(dev, run['runId'])}")
-        return run if run and run["status"] == "SUCCESS" else None
+        return run if run and run["status"] == expect else None
 
-    return dev.wait_for(f"run {run_prefix} of {partition} to succeed", finished, RUN_TIMEOUT_S)
+    return dev.wait_for(f"run {run_prefix} of {partition}: {expect}", finished, RUN_TIMEOUT_S)
 
 
 def materializations(dev: DagsterDev, asset: str, partitions: list[str]) -> list[dict]:
@@ -373,3 +380,26 @@ def test_review_finish_is_a_materialization_in_the_ui(page, dagster_dev: Dagster
     body = page.locator("body").inner_text()
     assert re.search(r"count_yes\s+2\b", body) and re.search(r"count_no\s+1\b", body), body[:3000]
     shot(page, "corpus-review-kiki-en")
+
+
+def test_run_for_a_language_the_character_lacks_fails_clearly(page, dagster_dev) -> None:
+    add_character(
+        dagster_dev,
+        "tove",
+        {"de": ("de", "Hallo, ich bin Tove. Ich spreche nur Deutsch, aber das sehr gern.")},
+    )
+    ensure_partition(dagster_dev, "tove")
+    dialog = open_materialize_dialog(page, dagster_dev, "voice_sample")
+    pick(page, dialog, 0, ["tove"])
+    pick(page, dialog, 1, ["en"])  # not in tove.yaml
+    dialog.get_by_text("1 partition", exact=True).wait_for()
+    dialog.get_by_role("button", name="Launch 1 run").click()
+    run_prefix = toast_id(page, "Launched run")
+    run = wait_for_run(dagster_dev, "tove|en", run_prefix, expect="FAILURE")
+    message = run_failure(dagster_dev, run["runId"])
+    assert "character 'tove' does not speak 'en' (its languages: de)" in message, message
+    assert materializations(dagster_dev, "voice_sample", ["tove|en"]) == []
+
+    page.goto(f"{dagster_dev.url}/runs/{run['runId']}")  # the run's page shows why
+    page.get_by_text("does not speak 'en'").first.wait_for()
+    shot(page, "run-failed-tove-en")
