@@ -1,7 +1,8 @@
 """The Dagster UI in a real browser: ``dagster dev`` on loopback and headless Debian Chromium.
 
-``dagster_dev`` (session) runs the project's workspace the way ``chara dev`` does, with its own
-storage root, Dagster instance and copy of the demo characters, in its own process group;
+``dagster_dev`` runs the project's workspace the way ``chara dev`` does, with its own storage
+root, Dagster instance and copy of the demo characters, in its own process group (package
+scope: it stops after the last browser test instead of idling through the rest of the suite);
 ``page`` is a fresh Chromium page on it. Screenshots and the server's log go to
 ``$CHARA_TEST_ARTIFACTS/browser`` (default ``test-artifacts/browser``).
 """
@@ -180,7 +181,7 @@ def _stop_group(process: subprocess.Popen) -> None:
             continue
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
     """``dagster dev`` on the project's workspace, its code location LOADED.
 
@@ -290,7 +291,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
         EmbeddedBrainBox(home / "brainbox").stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
