@@ -297,6 +297,8 @@ def browser() -> Iterator[object]:
 
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (./scripts/setup does)")
+    for old in artifacts_dir().glob("*.png"):  # the folder shows this run's screenshots only
+        old.unlink()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
