@@ -312,13 +312,22 @@ def test_bad_clips_are_item_errors_and_the_rest_goes_on(
             resources={**resources, "brainbox": brainbox},
             partition_key="kiki|en",
             run_config=dg.RunConfig(
-                {"trimmed_clips": TrimmedClipsConfig(speaker_reference="clips", max_attempts=1)}
+                {
+                    # 3 good lines of 7: under the default min_acceptance (0.5) the check would
+                    # block what follows; here the check only warns.
+                    "trimmed_clips": TrimmedClipsConfig(
+                        speaker_reference="clips", max_attempts=1, min_acceptance=0.0
+                    )
+                }
             ),
             raise_on_error=False,
         )
     finally:
         box.stop()
     assert run.success
+    (check,) = run.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["lines"].value == 7 and check.metadata["accepted"].value <= 3
     audio = load_manifest(chara_home / "assets" / "cloned_audio" / "kiki" / "en")
     errors = {e.id: e.error for e in audio.errors}
     assert "unreadable audio" in errors["bad1"]
