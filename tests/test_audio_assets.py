@@ -23,7 +23,7 @@ from chara_assets.voice.corpus_assets import (
 from chara_resources.brainbox import BrainBoxResource
 from chara_resources.storage import load_manifest
 
-from .conftest import asset_runner
+from .conftest import asset_runner, failure_message
 
 ASSETS = [
     voice_sample,
@@ -339,3 +339,53 @@ def test_bad_clips_are_item_errors_and_the_rest_goes_on(
     assert {"bad1", "bad2", "bad4"} <= set(reasons) and reasons["bad1"] == "cloner"
     accepted = {c.id for c in trimmed.clips}
     assert accepted <= {"good1", "good2", "good3"} and len(accepted) >= 2  # the rest goes on
+
+
+def test_cloned_audio_refuses_a_server_without_the_voice(instance, resources) -> None:
+    """Of two BrainBox servers, the voice is registered on gpu1; a run routed to gpu2 fails
+    before submitting anything, saying what to do."""
+    from chara_assets.voice.audio_assets import AugmentedLines, ClonerVoice, Line
+    from chara_resources.brainbox import ROUTE_TAG
+
+    # Nothing listens on these ports: the check comes before any request.
+    url = "gpu1=http://127.0.0.1:9,gpu2=http://127.0.0.1:10"
+    lines = AugmentedLines(
+        character="kiki",
+        language="en",
+        prefix="The beginning. ",
+        suffix=" The end.",
+        lines=[Line(id="a", line="Hello there.", augmented="The beginning. Hello there. The end.")],
+    )
+    voice = ClonerVoice(
+        character="kiki",
+        language="en",
+        voice_id="v1",
+        sample_sha256="x",
+        server="http://127.0.0.1:9",
+    )
+
+    @dg.asset(partitions_def=cloned_audio.partitions_def, name="augmented_lines")
+    def given_lines():
+        return lines
+
+    @dg.asset(partitions_def=cloned_audio.partitions_def, name="cloner_voice")
+    def given_voice():
+        return voice
+
+    def run(server: str) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [given_lines, given_voice, cloned_audio],
+            instance=instance,
+            resources={**resources, "brainbox": BrainBoxResource(url=url, retry_for_s=0.5)},
+            partition_key="kiki|en",
+            tags={ROUTE_TAG: server},
+            raise_on_error=False,
+        )
+
+    message = failure_message(run("gpu2"))
+    assert "registered on http://127.0.0.1:9, but this run's BrainBox is http://127.0.0.1:10" in (
+        message
+    )
+    assert "same chara/brainbox tag" in message
+    # Routed to gpu1 it gets past the check (and then finds nobody listening).
+    assert "registered on" not in failure_message(run("gpu1"))

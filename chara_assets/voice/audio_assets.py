@@ -85,8 +85,10 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _server_name(brainbox: BrainBoxResource) -> str:
-    return brainbox.url or "embedded"
+def _server_name(brainbox: BrainBoxResource, context: dg.AssetExecutionContext) -> str:
+    """The server this run's cloner work goes to (of several, the one the run is routed to):
+    a voice is registered on one server, and only that server can speak with it."""
+    return brainbox.choose_server(context)[1] if brainbox.url else "embedded"
 
 
 @dg.asset(
@@ -112,7 +114,7 @@ def cloner_voice(
             client.upload(cache_name, audio)
     job = Job(
         {"voice": voice_id, "text": voice_sample.text, "file": cache_name},
-        inputs={"voice": voice_id, "server": _server_name(brainbox)},
+        inputs={"voice": voice_id, "server": _server_name(brainbox, context)},
     )
     outcome = brainbox.run(context, step, "cloner", "train", [job])
     record = next(outcome.records())
@@ -123,7 +125,7 @@ def cloner_voice(
         language=voice_sample.language,
         voice_id=voice_id,
         sample_sha256=sha,
-        server=_server_name(brainbox),
+        server=_server_name(brainbox, context),
     ).bind(storage.staging(context))
     return dg.MaterializeResult(
         value=voice,
@@ -207,6 +209,13 @@ def cloned_audio(
     import soundfile as sf
 
     partition = parse_partition_key(context.partition_key)
+    server = _server_name(brainbox, context)
+    if cloner_voice.server != server:
+        raise dg.Failure(
+            f"the voice {cloner_voice.voice_id} is registered on {cloner_voice.server}, but this "
+            f"run's BrainBox is {server}: materialize cloner_voice in a run routed to the same "
+            "server (the same chara/brainbox tag) first"
+        )
     step = storage.work(context).step("voiced", params={"voice": cloner_voice.voice_id})
     jobs = [
         Job(
