@@ -55,6 +55,20 @@ def chain(instance, chain_resources):
     return asset_runner(ASSETS, instance, chain_resources)
 
 
+def _given(lines, voice) -> list:
+    """``augmented_lines`` and ``cloner_voice`` assets that return the given values."""
+
+    @dg.asset(partitions_def=cloned_audio.partitions_def, name="augmented_lines")
+    def given_lines():
+        return lines
+
+    @dg.asset(partitions_def=cloned_audio.partitions_def, name="cloner_voice")
+    def given_voice():
+        return voice
+
+    return [given_lines, given_voice]
+
+
 def _reviewed(chain, lines: int) -> None:
     assert chain(sentence_pool, "en").success
     assert chain(pool_phonemes, "en").success
@@ -291,16 +305,8 @@ def test_bad_clips_are_item_errors_and_the_rest_goes_on(
             character="kiki", language="en", voice_id="v1", sample_sha256="x", server=url
         )
 
-        @dg.asset(partitions_def=cloned_audio.partitions_def, name="augmented_lines")
-        def given_lines():
-            return lines
-
-        @dg.asset(partitions_def=cloned_audio.partitions_def, name="cloner_voice")
-        def given_voice():
-            return voice
-
         run = dg.materialize(
-            [given_lines, given_voice, voice_sample, cloned_audio, trimmed_clips],
+            [*_given(lines, voice), voice_sample, cloned_audio, trimmed_clips],
             selection=[
                 "augmented_lines",
                 "cloner_voice",
@@ -364,17 +370,9 @@ def test_cloned_audio_refuses_a_server_without_the_voice(instance, resources) ->
         server="http://127.0.0.1:9",
     )
 
-    @dg.asset(partitions_def=cloned_audio.partitions_def, name="augmented_lines")
-    def given_lines():
-        return lines
-
-    @dg.asset(partitions_def=cloned_audio.partitions_def, name="cloner_voice")
-    def given_voice():
-        return voice
-
     def run(server: str) -> dg.ExecuteInProcessResult:
         return dg.materialize(
-            [given_lines, given_voice, cloned_audio],
+            [*_given(lines, voice), cloned_audio],
             instance=instance,
             resources={**resources, "brainbox": BrainBoxResource(url=url, retry_for_s=0.5)},
             partition_key="kiki|en",
