@@ -19,7 +19,7 @@ from chara_assets.paraphrase.assets import (
     avatar_paraphrases,
     paraphrase_sets,
 )
-from chara_assets.paraphrase.records import Paraphrase
+from chara_assets.paraphrase.records import Paraphrase, paraphrase_template
 from chara_assets.paraphrase.resource import TemplateFolder
 from chara_assets.paraphrase.templates import load_templates, to_grammatron
 from chara_resources.avatar import AvatarResource, HttpAvatarStore, paraphrase_files
@@ -85,6 +85,14 @@ def _service(folder: Path):
     service.set_resources_folder(folder / "resources" / "ParaphraseService")
     service.on_initialize(InitializationEvent())
     return service
+
+
+def _render(template, language: str, character: str) -> str:
+    """A template with no variables as the assistant says it without paraphrases."""
+    from avatar.daemon.common.known_messages.text_messages import InternalTextCommand
+
+    command = InternalTextCommand(template({}), user=None, language=language, character=character)
+    return command.get_text(True)
 
 
 def _say(service, template, values: dict, language: str, character: str) -> str:
@@ -251,11 +259,13 @@ def test_chain_end_to_end_with_the_real_small_llm(
         service = _service(avatar_server.folder)
         spec = load_templates(templates_dir).templates["goodbye"]
         said = {_say(service, to_grammatron(spec), {}, "en", "kiki") for _ in range(8)}
-        mine = {Paraphrase(**p.model_dump(exclude={"record_id"})).text for p in sets.paraphrases
-                if p.template == "goodbye"}  # fmt: skip
-        # The service says one of ours, and never anything but ours or the assistant's own
-        # line (its content strategy may fall back to the original once ours was seen).
-        originals = {line.text for line in spec.lines["en"]}
+        # Ours as the service renders them (grammatron ends a sentence with a full stop).
+        mine = {_render(paraphrase_template(spec, Paraphrase(**p.model_dump(
+                    exclude={"record_id"}))), "en", "kiki")
+                for p in sets.paraphrases if p.template == "goodbye"}  # fmt: skip
+        originals = {line.text for line in spec.lines["en"]}  # "Goodbye!", "See you later!"
+        # The service says ours, and never anything but ours or the assistant's own line (its
+        # content strategy may fall back to the original once ours was seen).
         assert (said & mine and said <= mine | originals) if mine else True, (said, mine)
 
     # Materialised again: every answer comes from the work cache, nothing is uploaded twice.

@@ -246,6 +246,9 @@ def test_echoes_of_the_prompt_and_speaker_labels() -> None:
         "- The reply must express a friendly hello.\n"
         "- Kiki: Hey there, sunshine!\n"
         "- Well hello, hello!\n"
+        # Recorded in CI for 'goodbye': the prompt's labels inside a longer line.
+        '- Kiki is speaking to Sam, "Situation: The user is leaving.\n'
+        '- The response must express a farewell."\n'
     )
     group = parse_templates(
         "templates:\n  - name: greeting\n    lines: {en: ['Hello!']}\n", "t.yaml"
@@ -256,7 +259,12 @@ def test_echoes_of_the_prompt_and_speaker_labels() -> None:
         ("The reply must express a friendly hello.", R.ECHO),
         ("Hey there, sunshine!", R.ACCEPTED),
         ("Well hello, hello!", R.ACCEPTED),
+        ('Kiki is speaking to Sam, "Situation: The user is leaving.', R.ECHO),
+        ('The response must express a farewell."', R.ECHO),
     ]
+    # Without the prompt (nothing to compare with), such lines are judged like any other.
+    plain = restore_answer('- The response must express a farewell."', group.lines)
+    assert [c.reason for c in plain.candidates] == [R.ACCEPTED]
 
 
 def test_translated_option_words_are_said() -> None:

@@ -286,6 +286,8 @@ def restore_answer(
                 candidate = Candidate(item, COPY)
             elif text in echoes:
                 candidate = Candidate(item, ECHO)
+            elif prompt and _PROMPT_WORDING.search(item):
+                candidate = Candidate(item, ECHO, "repeats the prompt's wording")
             elif text in seen:
                 candidate = Candidate(item, DUPLICATE)
             else:
@@ -294,6 +296,12 @@ def restore_answer(
     return restored
 
 
+# The prompt's own labels inside an offered line: SmolLM2 wrote 'Kiki is speaking to Sam,
+# "Situation: The user is leaving.' and 'The response must express a farewell."' (prompts are
+# in English whatever the language of the lines).
+_PROMPT_WORDING = re.compile(
+    r"situation\s*:|must express|it is a reply to|placeholder|bullet list", re.IGNORECASE
+)
 _INLINE_NUMBER = re.compile(r"(?:^|\s)\d{1,2}[.)](?:\s|$)")
 _CYRILLIC = re.compile(r"[\u0400-\u04FF]")
 
