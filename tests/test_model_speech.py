@@ -223,3 +223,13 @@ def test_register_limits_the_variants_and_raises_the_pitch(
     lows = [p for (r, _), p in pitches.items() if r == "low"]
     highs = [p for (r, _), p in pitches.items() if r == "high"]
     assert max(lows) < min(highs), pitches
+
+
+def test_register_of_a_file_that_is_not_audio(tmp_path: Path) -> None:
+    bad = tmp_path / "sample.wav"
+    bad.write_bytes(b"not a wave file at all")
+    with pytest.raises(ValueError, match=r"reference recording sample\.wav: not readable audio"):
+        speech.register_of(bad)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(22050, dtype=np.float32), 22050)
+    assert speech.register_of(silent) is None  # no pitch: every variant stays possible

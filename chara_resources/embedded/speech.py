@@ -151,9 +151,16 @@ def median_pitch(audio: np.ndarray, rate: int) -> float | None:
 
 def register_of(wav: Path) -> str | None:
     """``"low"`` or ``"high"``: the register of the voice in ``wav`` (see
-    :data:`REGISTER_SPLIT_HZ`); ``None`` if no pitch could be found."""
-    audio, rate = _read_wav(Path(wav), str(wav))
-    pitch = median_pitch(audio, rate)
+    :data:`REGISTER_SPLIT_HZ`); ``None`` if no pitch could be found. Raises ``ValueError``
+    naming the file if it is not readable audio."""
+    import soundfile
+
+    try:
+        audio, rate = soundfile.read(str(wav), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError) as exc:
+        name = Path(wav).name
+        raise ValueError(f"reference recording {name}: not readable audio ({exc})") from exc
+    pitch = median_pitch(audio.mean(axis=1), int(rate))
     if pitch is None:
         return None
     return HIGH if pitch >= REGISTER_SPLIT_HZ else LOW
