@@ -412,81 +412,35 @@ Promise.all([...document.querySelectorAll('audio')].map(a => new Promise(resolve
 
 
 def audio_sources_in_chromium(page: Path) -> list[dict]:
-    """Open ``page`` (served over HTTP from its folder) in headless Chromium and load every
-    audio element's metadata: [{src, duration, error}] (error None when it plays)."""
+    """Open ``page`` (served over HTTP from its folder) in headless Chromium (Debian's, driven
+    by playwright as in tests/browser) and load every audio element's metadata:
+    [{src, duration, error}] (error None when it plays)."""
     import functools
     import http.server
     import threading
-    import urllib.request
 
-    import websocket
+    from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium")
-    assert chromium, "Chromium is needed for this test: Debian package 'chromium'"
+    from .browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    assert CHROMIUM.exists(), f"{CHROMIUM} is needed for this test: Debian package 'chromium'"
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(page.parent))
     handler.log_message = lambda *args: None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    profile = page.parent.parent / f".chromium-{os.getpid()}"
-    browser = subprocess.Popen(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--remote-debugging-port=0",
-            f"--user-data-dir={profile}",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     try:
-        endpoint = None
-        deadline = time.monotonic() + 60
-        while endpoint is None:
-            line = browser.stderr.readline()
-            assert line or browser.poll() is None, "Chromium exited at start"
-            assert time.monotonic() < deadline, "Chromium did not start"
-            if "DevTools listening on ws://" in line:
-                endpoint = line.split("ws://", 1)[1].split("/", 1)[0]
-        targets = json.load(urllib.request.urlopen(f"http://{endpoint}/json/list"))
-        target = next(t for t in targets if t["type"] == "page")
-        ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=60)
-        counter = iter(range(1, 1_000_000))
-
-        def call(method: str, **params) -> dict:
-            ident = next(counter)
-            ws.send(json.dumps({"id": ident, "method": method, "params": params}))
-            while True:
-                message = json.loads(ws.recv())
-                if message.get("id") == ident:
-                    assert "error" not in message, message
-                    return message["result"]
-
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/{page.name}"
-        call("Page.navigate", url=url)
-        while (
-            call("Runtime.evaluate", expression="document.readyState")["result"].get("value")
-            != "complete"
-            or call("Runtime.evaluate", expression="location.href")["result"]["value"] != url
-        ):
-            time.sleep(0.1)
-        result = call(
-            "Runtime.evaluate", expression=_AUDIO_CHECK, awaitPromise=True, returnByValue=True
-        )
-        ws.close()
-        return result["result"]["value"]
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                tab = browser.new_page()
+                tab.goto(f"http://127.0.0.1:{httpd.server_address[1]}/{page.name}")
+                return tab.evaluate(_AUDIO_CHECK)
+            finally:
+                browser.close()
     finally:
-        browser.kill()
-        browser.wait()
         httpd.shutdown()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def _training_processes(training_id: str) -> int:
