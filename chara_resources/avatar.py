@@ -66,6 +66,9 @@ class AvatarStore(ABC):
         folder, _, base = name.rpartition("/")
         return base in self.list(section, folder)
 
+    def close(self) -> None:  # noqa: B027 - a no-op unless the store holds connections
+        """Release the store's connections (a local folder has none)."""
+
 
 class LocalAvatarStore(AvatarStore):
     """A folder with Avatar's layout, for when no Avatar server is configured."""

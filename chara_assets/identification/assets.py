@@ -63,12 +63,6 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _close(store: Any) -> None:
-    close = getattr(store, "close", None)
-    if close is not None:
-        close()
-
-
 # -- avatar_media --------------------------------------------------------------------------
 
 
@@ -164,7 +158,7 @@ def avatar_media(
             if (i + 1) % 200 == 0:
                 context.log.info(f"{i + 1} of {len(collected) + len(labelled)} files checked")
     finally:
-        _close(store)
+        store.close()
     context.log.info(
         f"{modality.name}: {len(files)} files ({downloads.computed} new, {downloads.reused} "
         f"downloaded before), {len(problems)} problems"
@@ -450,7 +444,7 @@ def identity_dataset(
     try:
         stash = replace_dataset(store, modality.service, uploads)
     finally:
-        _close(store)
+        store.close()
     context.log.info(
         f"uploaded {len(entries)} {modality.name} samples to {store.location}; the previous "
         f"dataset is in resources/{stash}"

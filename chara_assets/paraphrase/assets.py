@@ -167,12 +167,6 @@ def read_avatar_records(store: AvatarStore) -> tuple[list[str], list[Any]]:
     return files, records
 
 
-def _close(store: AvatarStore) -> None:
-    close = getattr(store, "close", None)
-    if close is not None:
-        close()
-
-
 @dg.asset(
     partitions_def=character_language_partitions,
     group_name="paraphrase",
@@ -192,7 +186,7 @@ def avatar_paraphrase_stats(
         files, records = read_avatar_records(store)
         feedback = read_paraphrase_feedback(store)
     finally:
-        _close(store)
+        store.close()
     mine = []
     for record in records:
         if record.character != character.name or record.language != language.code:
@@ -710,7 +704,7 @@ def avatar_paraphrases(
         else:
             context.log.info("nothing new to upload")
     finally:
-        _close(store)
+        store.close()
     result = AvatarParaphrases(
         character=paraphrase_sets.character,
         language=paraphrase_sets.language,
