@@ -188,12 +188,19 @@ def brainbox(args: argparse.Namespace) -> int:
 
 def review(args: argparse.Namespace) -> int:
     """Start the annotation service on the character's latest text_corpus (its own process)."""
+    from chara_resources.paths import UnsafeNameError, check_slug
     from chara_resources.storage import load_manifest
 
     from .voice.corpus_assets import TextCorpus
     from .voice.review import review_folder, write_review_task
 
-    corpus_folder = chara_home() / "assets" / "text_corpus" / args.character / args.language
+    try:
+        character = check_slug(args.character, "character name")
+        language = check_slug(args.language, "language")
+    except UnsafeNameError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    corpus_folder = chara_home() / "assets" / "text_corpus" / character / language
     if not (corpus_folder / "manifest.json").exists():
         print(
             f"error: no text_corpus for {args.character}|{args.language} in {chara_home()}; "

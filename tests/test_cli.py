@@ -53,3 +53,9 @@ def test_check_names_the_broken_file(tmp_path: Path, config_dirs) -> None:
     assert result.returncode == 1
     assert "zoe.yaml" in result.stderr and "unknown language 'fr'" in result.stderr
     assert "2 characters" in result.stdout
+
+
+def test_review_refuses_a_name_that_is_a_path(tmp_path: Path, config_dirs) -> None:
+    result = _chara(tmp_path, config_dirs, "review", "../../etc", "en")
+    assert result.returncode == 2 and "character name" in result.stderr
+    assert "Traceback" not in result.stderr
