@@ -107,7 +107,9 @@ def test_steps_that_use_brainbox_are_in_its_pool() -> None:
 def test_definitions_load_without_heavy_imports() -> None:
     code = (
         "import sys, chara_assets.definitions\n"
-        "heavy = [m for m in ('torch', 'gradio', 'vosk') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'gradio', 'vosk', 'onnxruntime', 'resemblyzer', "
+        "'llama_cpp', 'faster_whisper', 'piper', 'numba', 'playwright', 'matplotlib') "
+        "if m in sys.modules]\n"
         "print(','.join(heavy))"
     )
     out = subprocess.run(
