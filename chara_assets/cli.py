@@ -17,8 +17,9 @@ def _catalog():
     return defs.resources["characters"].load()
 
 
-def check(_: argparse.Namespace) -> int:
-    """Validate every character and user file; exit status 1 if any is broken."""
+def check(args: argparse.Namespace) -> int:
+    """Validate every character and user file (and, with ``--brainbox``, that each BrainBox has
+    the deciders and models the chains need); exit status 1 if anything is wrong."""
     catalog = _catalog()
     for error in catalog.errors:
         print(error, file=sys.stderr)
@@ -26,7 +27,40 @@ def check(_: argparse.Namespace) -> int:
         f"{len(catalog.characters)} characters, {len(catalog.users)} users, "
         f"{len(catalog.errors)} broken files"
     )
-    return 1 if catalog.errors else 0
+    failed = bool(catalog.errors)
+    if getattr(args, "brainbox", False):
+        languages = sorted({lang for c in catalog.characters.values() for lang in c.languages})
+        failed |= check_brainbox(languages) > 0
+    return 1 if failed else 0
+
+
+def check_brainbox(languages: list[str]) -> int:
+    """Ask every configured BrainBox for the deciders and models of every role; print one line
+    per missing one. Returns how many are missing."""
+    from chara_resources.brainbox import ROLES, parse_servers
+    from chara_resources.brainbox_client import BrainBoxClient, BrainBoxError
+
+    from .definitions import defs
+
+    resource = defs.resources["brainbox"]
+    if resource.is_embedded:
+        print("BrainBox: the embedded one (chara starts it with its own deciders)")
+        return 0
+    roles = [r for r in ROLES if r in resource.bindings()]
+    needs = resource.needs(roles, languages)
+    missing = 0
+    for name, url in parse_servers(resource.url).items():
+        try:
+            with BrainBoxClient(url, retry_for_s=min(resource.retry_for_s, 10.0)) as client:
+                problems = resource.preflight(client, needs)
+        except BrainBoxError as exc:
+            problems = [str(exc)]
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        missing += len(problems)
+        what = f"{len(problems)} missing" if problems else "every decider and model there"
+        print(f"BrainBox {name} at {url}: {what} ({len(needs)} checked)")
+    return missing
 
 
 def run(args: argparse.Namespace) -> int:
@@ -265,7 +299,13 @@ def identify(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chara", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("check", help="validate character and user files").set_defaults(func=check)
+    check_parser = commands.add_parser("check", help="validate character and user files")
+    check_parser.add_argument(
+        "--brainbox",
+        action="store_true",
+        help="also ask each BrainBox (CHARA_BRAINBOX_URL) for the deciders and models needed",
+    )
+    check_parser.set_defaults(func=check)
     run_parser = commands.add_parser("run", help="run the main job for configured characters")
     run_parser.add_argument("--character", action="append", help="only this character")
     run_parser.add_argument("--language", action="append", help="only this language")

@@ -15,15 +15,17 @@ from pydantic import Field
 
 from .brainbox_client import BrainBoxClient
 from .brainbox_jobs import BatchOutcome, Call, Job, run_jobs, run_long_job
+from .decider_shapes import shape_of
 from .embedded.launcher import EmbeddedBrainBox
 from .paths import check_slug
+from .preflight import Need, needs_of
+from .preflight import check as check_needs
 from .settings import chara_home
 from .work_cache import ItemRecord, WorkStep
 
 ROLES = (
     "cloner",
     "recognizer",
-    "phonemizer",
     "llm",
     "speaker_embedder",
     "face_embedder",
@@ -46,7 +48,6 @@ class RoleBinding(dg.Config):
 PRODUCTION_ROLES: dict[str, RoleBinding] = {
     "cloner": RoleBinding(decider="CosyVoice"),
     "recognizer": RoleBinding(decider="Vosk"),
-    "phonemizer": RoleBinding(decider="EspeakPhonemizer"),
     "llm": RoleBinding(decider="Ollama", parameter="llama3.1:8b"),
     "speaker_embedder": RoleBinding(decider="Resemblyzer"),
     "face_embedder": RoleBinding(decider="InsightFace"),
@@ -58,7 +59,6 @@ PRODUCTION_ROLES: dict[str, RoleBinding] = {
 EMBEDDED_ROLES: dict[str, RoleBinding] = {
     "cloner": RoleBinding(decider="StandInVoice"),  # NOT cloning: see the decider
     "recognizer": RoleBinding(decider="EmbeddedRecognizer"),
-    "phonemizer": RoleBinding(decider="EspeakPhonemizer"),
     "llm": RoleBinding(decider="LlamaCpp", parameter="smollm2-135m-instruct"),
     "speaker_embedder": RoleBinding(decider="Resemblyzer"),
     "face_embedder": RoleBinding(decider="NoFaceModel"),
@@ -70,6 +70,9 @@ EMBEDDED_ROLES: dict[str, RoleBinding] = {
 class UnknownRole(ValueError):
     pass
 
+
+# (server URL, needs) already found present by this process: each step checks once.
+_CHECKED: set[tuple[str, tuple[Need, ...]]] = set()
 
 # Run tag naming the BrainBox (of several in ``url``) that a run's jobs go to.
 ROUTE_TAG = "chara/brainbox"
@@ -148,7 +151,16 @@ class BrainBoxResource(dg.ConfigurableResource):
                 f"role {role!r} has no decider on the embedded BrainBox; configure a BrainBox "
                 "that has one (CHARA_BRAINBOX_URL) or map the role in the resource's `roles`"
             )
-        return Call(binding.decider, binding.methods.get(method, method), binding.parameter)
+        if method in binding.methods:  # mapped by hand: the decider takes chara's shapes
+            return Call(binding.decider, binding.methods[method], binding.parameter)
+        shape = shape_of(binding.decider, method)
+        return Call(
+            binding.decider,
+            shape.method,
+            binding.parameter,
+            encode=shape.arguments,
+            decode=shape.result,
+        )
 
     def choose_server(self, context: dg.OpExecutionContext | None = None) -> tuple[str, str]:
         """(name, URL) of the server for this run: the one its ``chara/brainbox`` tag names,
@@ -188,6 +200,38 @@ class BrainBoxResource(dg.ConfigurableResource):
         with BrainBoxClient(url, retry_for_s=self.retry_for_s, on_retry=warn) as client:
             yield client
 
+    def needs(self, roles: Sequence[str], languages: Sequence[str]) -> list[Need]:
+        """The deciders and models that ``roles`` need for ``languages`` on this profile."""
+        from .decider_shapes import role_models
+
+        found: list[Need] = []
+        for role in roles:
+            call = self.call(role, "")
+            jobs = [{"model": m} for m in role_models(call.decider, role, languages)]
+            found += needs_of(role, call.decider, call.parameter, jobs)
+        return sorted(set(found), key=lambda n: (n.role, n.decider, n.model or ""))
+
+    def preflight(self, client: BrainBoxClient, needs: Sequence[Need]) -> list[str]:
+        """What of ``needs`` the server lacks, one line each (nothing to check on the embedded
+        BrainBox: chara starts it with its own deciders)."""
+        if self.is_embedded:
+            return []
+        return check_needs(client, needs)
+
+    def _preflight_once(self, context, client: BrainBoxClient, call: Call, role, jobs) -> None:
+        if self.is_embedded:
+            return
+        needs = tuple(needs_of(role, call.decider, call.parameter, [j.arguments for j in jobs]))
+        key = (client.url, needs)
+        if key in _CHECKED:
+            return
+        problems = self.preflight(client, needs)
+        if problems:
+            raise dg.Failure("BrainBox cannot run this step:\n" + "\n".join(problems))
+        _CHECKED.add(key)
+        if context is not None:
+            context.log.info(f"BrainBox {client.url} has {call.decider} and its models")
+
     def run(
         self,
         context: dg.OpExecutionContext,
@@ -202,6 +246,7 @@ class BrainBoxResource(dg.ConfigurableResource):
         """Run a batch of ``role.method`` jobs; results land in ``step`` item by item."""
         call = self.call(role, method)
         with self.client(context) as client:
+            self._preflight_once(context, client, call, role, jobs)
             return run_jobs(
                 client,
                 step,
@@ -228,4 +273,5 @@ class BrainBoxResource(dg.ConfigurableResource):
         """Run one long job (training), forwarding progress and log lines; re-attaches."""
         call = self.call(role, method)
         with self.client(context) as client:
+            self._preflight_once(context, client, call, role, [job])
             return run_long_job(client, step, call, job, poll_s=poll_s, log=context.log.info)

@@ -183,3 +183,15 @@ class BrainBoxClient:
 
     def delete(self, name: str) -> None:
         self._call(f"deleting {name}", lambda: self._http.post(f"/cache/delete/{_quote(name)}"))
+
+    # --- what the server has ---------------------------------------------------------------
+
+    def controllers_status(self) -> dict[str, Any]:
+        """kaia's ``controllers-service/status``: every decider, installed or not."""
+        return self._json("asking for its deciders", "GET", "/controllers-service/status")
+
+    def resource_exists(self, path: str, *, directory: bool) -> bool:
+        """Whether ``path`` (under the server's resources folder) is a folder / a file."""
+        op = "is-dir" if directory else "is-file"
+        quoted = urllib.parse.quote(path, safe="/")
+        return bool(self._json(f"looking up {path}", "POST", f"/resources/{op}/{quoted}"))

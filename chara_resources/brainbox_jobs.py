@@ -39,11 +39,20 @@ class Job:
 
 @dataclass(frozen=True)
 class Call:
-    """Which decider, method and model a job goes to."""
+    """Which decider, method and model a job goes to; ``encode``/``decode`` turn chara's
+    arguments into the decider's and its result into chara's (chara_resources/decider_shapes.py)."""
 
     decider: str
     method: str
     parameter: str | None = None
+    encode: Callable[[dict[str, Any]], dict[str, Any]] | None = field(default=None, compare=False)
+    decode: Callable[[Any], Any] | None = field(default=None, compare=False)
+
+    def arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        return self.encode(arguments) if self.encode is not None else arguments
+
+    def result(self, result: Any) -> Any:
+        return self.decode(result) if self.decode is not None else result
 
 
 def _new_batch() -> str:
@@ -58,7 +67,7 @@ def _description(call: Call, job: Job, job_id: str, batch: str, key: str) -> dic
         "decider": call.decider,
         "method": call.method,
         "parameter": call.parameter,
-        "arguments": job.arguments,
+        "arguments": call.arguments(job.arguments),
         "info": {"chara_item": key},
     }
 
@@ -253,6 +262,7 @@ def run_jobs(
         _wait_and_collect(
             client,
             step,
+            call,
             waiting,
             outcome,
             result_file=result_file,
@@ -298,6 +308,7 @@ def _cancel_quietly(client: BrainBoxClient, waiting: dict[str, str], log) -> Non
 def _wait_and_collect(
     client: BrainBoxClient,
     step: WorkStep,
+    call: Call,
     waiting: dict[str, str],
     outcome: BatchOutcome,
     *,
@@ -335,6 +346,7 @@ def _wait_and_collect(
             _collect(
                 client,
                 step,
+                call,
                 waiting,
                 outcome,
                 result_file=result_file,
@@ -354,6 +366,7 @@ def _wait_and_collect(
 def _collect(
     client: BrainBoxClient,
     step: WorkStep,
+    call: Call,
     waiting: dict[str, str],
     outcome: BatchOutcome,
     *,
@@ -377,9 +390,11 @@ def _collect(
             error = f"not finished within {timed_out_s:.0f} s (cancelled on BrainBox)"
         if error is None:
             try:
-                _store_result(client, step, key, record, result_file, delete_remote_files)
+                _store_result(client, step, call, key, record, result_file, delete_remote_files)
             except BrainBoxError as exc:
                 error = f"result could not be fetched: {exc}"
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                error = f"{call.decider}.{call.method} returned what chara cannot read: {exc}"
         if error is not None:
             step.put(key, inputs, error=error)
             step.failed += 1
@@ -393,12 +408,15 @@ def _collect(
 def _store_result(
     client: BrainBoxClient,
     step: WorkStep,
+    call: Call,
     key: str,
     record: dict[str, Any],
     result_file: str | None,
     delete_remote_files: bool,
 ) -> None:
     result = record.get("result")
+    if result_file is None:
+        result = call.result(result)
 
     def write(files: ItemFiles) -> JSON:
         if result_file is not None:
@@ -482,4 +500,4 @@ def run_long_job(
         step.failed += 1
         return step.put(key, inputs, error=error)
     step.computed += 1
-    return step.put(key, inputs, result=record.get("result"))
+    return step.put(key, inputs, result=call.result(record.get("result")))

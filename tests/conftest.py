@@ -117,7 +117,7 @@ def write_tone(path: Path, seconds: float, rate: int = 16000, channels: int = 1)
 
 
 FAULT_TEST_DECIDERS = [
-    "chara_resources.embedded.deciders:EspeakPhonemizer",
+    "tests.fault_deciders:EspeakPhonemizer",
     "chara_resources.embedded.deciders:NoFaceModel",
     "tests.fault_deciders:SleepyEcho",
 ]

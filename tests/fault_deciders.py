@@ -59,3 +59,13 @@ class FaultyCloner(ISelfManagingDecider):
         else:
             subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), text], check=True)
         return name
+
+
+class EspeakPhonemizer(ISelfManagingDecider):
+    """Cheap real work for tests of the job machinery: phonemes from libespeak-ng."""
+
+    def phonemize(self, text: list[str], language: str) -> list[list[list[str]]]:
+        from chara_resources.embedded.phonemes import EspeakPhonemes
+
+        voice = {"en": "en-us"}.get(language, language)
+        return EspeakPhonemes().phonemize([text] if isinstance(text, str) else list(text), voice)

@@ -179,18 +179,14 @@ def test_killed_run_reattaches_instead_of_resubmitting(server, tmp_path: Path) -
     assert _jobs_in_database(server) == 10
 
 
-def test_phonemizer_decider_on_real_text(server, tmp_path: Path) -> None:
-    step = WorkCache(tmp_path / "work").step("phonemes")
+def test_pool_phonemes_come_from_libespeak_ng_with_foreign_word_marks() -> None:
+    from chara_resources.embedded.phonemes import EspeakPhonemes
+
     sentences = ["Hello world.", "Ich erinnere dich an deine Timer.", "Добрый вечер."]
-    languages = ["en", "de", "ru"]
-    jobs = [
-        Job({"text": [s], "language": lang}) for s, lang in zip(sentences, languages, strict=True)
-    ]
-    with BrainBoxClient(server.running_url()) as client:
-        outcome = run_jobs(
-            client, step, Call("EspeakPhonemizer", "phonemize"), jobs, log=lambda _: None
-        )
-    english, german, russian = (r.result[0] for r in outcome.records())
+    english, german, russian = (
+        EspeakPhonemes().phonemize([s], voice)[0]
+        for s, voice in zip(sentences, ["en-us", "de", "ru"], strict=True)
+    )
     assert english == [["h", "ə", "l", "oʊ"], ["w", "ɜː", "l", "d"]]
     assert german[-1][0] == "(en)"  # "Timer" is voiced as an English word: a foreign word
     assert russian[0] == ["d", "o", "b", "r", "y", "j"]
@@ -219,7 +215,15 @@ def test_roles_map_to_deciders_and_can_be_overridden() -> None:
     )
     assert custom.call("llm", "question") == Call("Ollama", "question", "qwen2.5:14b")
     embedded = BrainBoxResource()
-    assert embedded.call("phonemizer", "phonemize").decider == "EspeakPhonemizer"
+    assert embedded.call("recognizer", "transcribe_to_array") == Call(
+        "EmbeddedRecognizer", "transcribe_to_array"
+    )
+    # kaia's Vosk: chara asks for the raw result parts and flattens them itself
+    vosk = production.call("recognizer", "transcribe_to_array")
+    assert vosk == Call("Vosk", "transcribe")
+    assert vosk.result([{"result": [{"word": "a"}]}, {"text": ""}]) == [{"word": "a"}]
+    with pytest.raises(UnknownRole, match="unknown role 'phonemizer'"):
+        embedded.call("phonemizer", "phonemize")  # espeak-ng runs locally (pool_phonemes)
     with pytest.raises(UnknownRole, match="unknown role 'painter'"):
         embedded.call("painter", "paint")
 

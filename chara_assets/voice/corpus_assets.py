@@ -14,10 +14,8 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from chara_resources.brainbox import BrainBoxResource
-from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
-from chara_resources.settings import PROJECT_ROOT, brainbox_pool
+from chara_resources.settings import PROJECT_ROOT
 from chara_resources.storage import ChraStorage
 
 from ..characters.resource import CharacterCatalog
@@ -40,7 +38,6 @@ from .review import (
 with warnings.catch_warnings():  # a beta class in Dagster 1.13; we rely on its basic form only
     warnings.simplefilter("ignore", dg.BetaWarning)
     BY_LANGUAGE = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="language")
-PHONEMIZE_CHUNK = 200  # sentences per phonemizer job: one job per sentence costs more in overhead
 
 
 class SentencePool(FolderManifest):
@@ -169,48 +166,39 @@ def sentence_pool(
     partitions_def=language_partitions,
     group_name="voice",
     kinds={"text"},
-    pool=brainbox_pool(),
-    description="Phonemes of every pool sentence (BrainBox phonemizer: espeak-ng), cached per "
-    "sentence.",
+    description="Phonemes of every pool sentence, from espeak-ng's library on this machine (the "
+    "same on every BrainBox: foreign words come out marked as (xx) tokens).",
 )
 def pool_phonemes(
     context: dg.AssetExecutionContext,
     sentence_pool: SentencePool,
-    brainbox: BrainBoxResource,
     storage: ChraStorage,
 ) -> dg.MaterializeResult:
-    language = sentence_pool.language
+    # Phonemized here, not on BrainBox: libespeak-ng does a pool in about a second, and kaia's
+    # EspeakPhonemizer container drops espeak's language-switch marks, which are how foreign
+    # words are found (docs/kaia-5.2-servers.md).
+    from chara_resources.embedded.phonemes import EspeakPhonemes, PhonemizerError
+
+    language = get_language(sentence_pool.language)
     sentences = sentence_pool.sentences()
-    work = storage.work(context)
-    per_sentence = work.step("phonemes", params={"language": language})
-    missing = [s for s in sentences if per_sentence.get(per_sentence.key({"sentence": s})) is None]
-    chunks = [missing[i : i + PHONEMIZE_CHUNK] for i in range(0, len(missing), PHONEMIZE_CHUNK)]
-    jobs = [Job({"text": chunk, "language": language}) for chunk in chunks]
-    outcome = brainbox.run(context, work.step("phoneme_jobs"), "phonemizer", "phonemize", jobs)
-    outcome.check(max_failure_ratio=0.0)
-    for chunk, record in zip(chunks, outcome.records(), strict=True):
-        if len(record.result) != len(chunk):
-            raise dg.Failure(
-                f"the phonemizer returned {len(record.result)} results for {len(chunk)} sentences"
-            )
-        for sentence, phonemes in zip(chunk, record.result, strict=True):
-            key = per_sentence.key({"sentence": sentence})
-            per_sentence.put(key, {"sentence": sentence}, result=phonemes)
+    try:
+        phonemized = EspeakPhonemes().phonemize(sentences, language.espeak_voice)
+    except PhonemizerError as exc:
+        raise dg.Failure(f"phonemizing the {language.name} pool: {exc}") from None
     folder = storage.staging(context)
-    result = PoolPhonemes(language=language, count=len(sentences)).bind(folder)
+    result = PoolPhonemes(language=language.code, count=len(sentences)).bind(folder)
     foreign = 0
     with open(result.path(result.phonemes_file), "w", encoding="utf-8") as f:
-        for sentence in sentences:
-            phonemes = per_sentence.get(per_sentence.key({"sentence": sentence})).result
+        for phonemes in phonemized:
             foreign += any(p.startswith("(") for word in phonemes for p in word)
             f.write(json.dumps(phonemes, ensure_ascii=False) + "\n")
+    context.log.info(f"{len(sentences)} sentences phonemized, {foreign} with foreign words")
     return dg.MaterializeResult(
         value=result,
         metadata={
             "sentences": len(sentences),
-            "phonemized_now": len(missing),
-            "reused": len(sentences) - len(missing),
             "with_foreign_words": foreign,
+            "espeak_voice": language.espeak_voice,
         },
     )
 

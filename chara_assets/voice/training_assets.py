@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from chara_resources.brainbox import BrainBoxResource
 from chara_resources.brainbox_client import BrainBoxError
 from chara_resources.brainbox_jobs import Job
+from chara_resources.decider_shapes import PIPER_TRAINING_BASE_MODELS, base_epochs
 from chara_resources.folder_asset import FolderManifest
 from chara_resources.paths import check_slug, safe_join
 from chara_resources.settings import brainbox_pool, chara_home
@@ -32,7 +33,7 @@ QUALITIES = ("x_low", "medium", "high")
 # the embedded trainer has the packaged English voice to warm-start from (and whatever a
 # person put in its base folder, named in the config).
 BASE_MODELS = {
-    "PiperTraining": {"en": "lessac", "de": "thorsten", "ru": "denis"},
+    "PiperTraining": PIPER_TRAINING_BASE_MODELS,
     "PiperTrainer": {"en": "joe"},
 }
 # What kaia's PiperTraining decider takes; the embedded trainer also takes the rest.
@@ -69,7 +70,8 @@ class PiperCheckpoints(FolderManifest):
     language: str
     training_id: str
     base_model: str
-    parameters: dict[str, float | int | str]
+    base_epochs: int = 0  # the base model's own epochs; checkpoint epochs count from there
+    parameters: dict[str, bool | float | int | str]
     archive_sha256: str
     checkpoints: list[PiperCheckpoint]
     history: list[EpochLosses] = Field(default_factory=list)  # every epoch, where reported
@@ -114,7 +116,10 @@ def _parameters(config: PiperCheckpointsConfig, language: str, production: bool)
     if not 0.0 <= config.validation_split < 1.0:
         raise dg.Failure(f"validation_split must be in [0, 1), got {config.validation_split}")
     parameters = {name: getattr(config, name) for name in _PRODUCTION_PARAMETERS}
-    if not production:
+    if production:
+        # without it kaia's PiperTraining keeps only the last checkpoint
+        parameters["keep_intermediate"] = True
+    else:
         parameters.update(language=language, quality=config.quality)
     return parameters
 
@@ -172,6 +177,13 @@ def piper_checkpoints(
     parameters = _parameters(config, partition.language, call.decider == "PiperTraining")
     defaults = BASE_MODELS.get(call.decider, {})
     base_model = {**defaults, **config.base_models}.get(partition.language, "")
+    if call.decider == "PiperTraining" and not base_model:
+        raise dg.Failure(
+            f"kaia's PiperTraining cannot train {partition.language} from scratch: name a base "
+            "model it has installed in base_models (its own: "
+            + ", ".join(f"{k} {v}" for k, v in BASE_MODELS["PiperTraining"].items())
+            + ")"
+        )
     sha = file_sha256(archive)
     what = {"archive": sha, "model": base_model, "parameters": parameters}
     training_id = f"chara-{partition.character}-{partition.language}-{content_hash(what)[:12]}"
@@ -209,9 +221,10 @@ def piper_checkpoints(
     if not trained:
         raise dg.Failure(f"training {training_id} reported no checkpoint")
 
+    offset = base_epochs(call.decider, base_model)
     exports = storage.work(context).step("export", params={"training_id": training_id})
     jobs = [
-        Job({"ckpt": {k: c[k] for k in _CKPT_FIELDS}}, label=_checkpoint_name(c["epoch"]))
+        Job({"ckpt": {k: c[k] for k in _CKPT_FIELDS}}, label=_checkpoint_name(c["epoch"] - offset))
         for c in trained
     ]
     outcome = brainbox.run(context, exports, "piper_trainer", "export", jobs, result_file=".tar")
@@ -219,7 +232,7 @@ def piper_checkpoints(
     folder = storage.staging(context)
     checkpoints = []
     for c, record in zip(trained, outcome.records(), strict=True):
-        name = _checkpoint_name(c["epoch"])
+        name = _checkpoint_name(c["epoch"] - offset)
         onnx, voice_config, _stem = read_voice_tar(record.files[".tar"])
         target = folder / "checkpoints" / name
         target.mkdir(parents=True)
@@ -228,7 +241,7 @@ def piper_checkpoints(
         checkpoints.append(
             PiperCheckpoint(
                 name=name,
-                epoch=int(c["epoch"]),
+                epoch=int(c["epoch"]) - offset,
                 steps=int(c["steps"]),
                 losses={k: float(v) for k, v in (c.get("losses") or {}).items()},
                 onnx=f"checkpoints/{name}/voice.onnx",
@@ -242,7 +255,9 @@ def piper_checkpoints(
         )
         context.log.info(f"deleted the training files of {training_id} on the trainer")
     history = [
-        EpochLosses(epoch=int(e["epoch"]), steps=int(e["steps"]), losses=e.get("losses") or {})
+        EpochLosses(
+            epoch=int(e["epoch"]) - offset, steps=int(e["steps"]), losses=e.get("losses") or {}
+        )
         for c in trained
         for e in c.get("history") or []
     ] or [EpochLosses(epoch=c.epoch, steps=c.steps, losses=c.losses) for c in checkpoints]
@@ -257,6 +272,7 @@ def piper_checkpoints(
         language=partition.language,
         training_id=training_id,
         base_model=base_model,
+        base_epochs=offset,
         parameters=parameters,
         archive_sha256=sha,
         checkpoints=checkpoints,

@@ -7,18 +7,20 @@ cloners stutter at the edges of what they say. Each clip is then recognised with
 (``[{"word", "start", "end", "conf"}]``, seconds) and checked here:
 
 1. ``audio``: the WAV is readable and holds samples;
-2. ``no_words``: the recogniser heard at least one word with letters in it;
-3. ``mismatch``: :func:`best_window` drops 0..``max_drop`` recognised words at each end (the
+2. ``truncated``: the clip is long enough for its text (``max_chars_per_s``): a cloner that
+   returns part of a long line is caught as such, not as a recognition mismatch;
+3. ``no_words``: the recogniser heard at least one word with letters in it;
+4. ``mismatch``: :func:`best_window` drops 0..``max_drop`` recognised words at each end (the
    prefix, the suffix and whatever the cloner stuttered there) and keeps the window whose text is
    closest to the line, by Levenshtein distance over the letters of the joined words (see
    :func:`best_window` for why characters, not words). It passes when the distance is at most
    :func:`distance_limit`;
-4. ``clipping``: the share of samples at or near full scale in the kept part;
-5. ``silence``: the longest pause inside the kept part, from the signal's energy (recogniser
+5. ``clipping``: the share of samples at or near full scale in the kept part;
+6. ``silence``: the longest pause inside the kept part, from the signal's energy (recogniser
    word timings put no gap where Whisper stretches a word over a pause);
-6. ``speaker``: cosine similarity of the kept part's speaker embedding to the character's
+7. ``speaker``: cosine similarity of the kept part's speaker embedding to the character's
    reference embedding;
-7. ``rate``: characters per second far from the data set's median (median/MAD), which needs
+8. ``rate``: characters per second far from the data set's median (median/MAD), which needs
    every clip's rate first: :func:`reject_rate_outliers` runs after :func:`verify_clip`.
 
 Every rejection has one of the reason names in :data:`REASONS`; :class:`Verdict` keeps the
@@ -70,7 +72,16 @@ import numpy as np
 
 from chara_resources.paths import temporary_sibling
 
-REASONS = ("audio", "no_words", "mismatch", "clipping", "silence", "speaker", "rate")
+REASONS = (
+    "audio",
+    "truncated",
+    "no_words",
+    "mismatch",
+    "clipping",
+    "silence",
+    "speaker",
+    "rate",
+)
 """Rejection reasons, in the order :func:`verify_clip` reports them when several apply."""
 
 FRAMES: dict[str, tuple[str, str]] = {
@@ -530,6 +541,10 @@ class VerifyConfig:
     """A 20 ms frame this far below the loudest one counts as silence."""
     min_similarity: float = 0.75
     """Least cosine similarity of the clip's speaker embedding to the reference."""
+    max_chars_per_s: float = 25.0
+    """A voiced clip shorter than its framed text's letters at this rate is ``"truncated"``:
+    the cloner gave back part of the line (CosyVoice 3 in kaia 5.2 returns only the first
+    synthesised segment). People speak 10-17 letters a second."""
 
 
 @dataclass(frozen=True)
@@ -626,6 +641,11 @@ def verify_clip(
     except ValueError as e:
         return Verdict(False, "audio", {"error": str(e)})
     duration = data.shape[0] / rate
+    letters = len("".join(normalise_words(frame_line(line, language), language)))
+    needed_s = letters / config.max_chars_per_s
+    if duration < needed_s:
+        details = {"duration_s": duration, "needed_s": needed_s, "letters": letters}
+        return Verdict(False, "truncated", details)
 
     window = best_window(
         words, line, language, max_drop=config.max_drop, max_distance=None, unit=config.unit

@@ -18,25 +18,6 @@ from brainbox import ISelfManagingDecider
 from ..paths import atomic_write_json, check_relative_file
 from ..settings import chara_home
 
-# Production deciders take a language code where espeak needs a voice name.
-_ESPEAK_VOICES = {"en": "en-us"}
-
-
-class EspeakPhonemizer(ISelfManagingDecider):
-    """``phonemize(text, language)``: per sentence, per word, IPA phonemes without stress."""
-
-    def __init__(self) -> None:
-        self._espeak = None
-
-    def phonemize(self, text: list[str], language: str) -> list[list[list[str]]]:
-        from .phonemes import EspeakPhonemes
-
-        if self._espeak is None:
-            self._espeak = EspeakPhonemes()
-        if isinstance(text, str):
-            text = [text]
-        return self._espeak.phonemize(list(text), _ESPEAK_VOICES.get(language, language))
-
 
 def _cache_file(decider: ISelfManagingDecider, name: str) -> Path:
     """A file the job names in the BrainBox cache (no paths outside it)."""
@@ -184,7 +165,6 @@ class NoFaceModel(ISelfManagingDecider):
 
 # "module:Class" of every decider the embedded server hosts by default.
 DEFAULT_DECIDERS = [
-    f"{__name__}:EspeakPhonemizer",
     f"{__name__}:EmbeddedRecognizer",
     f"{__name__}:StandInVoice",
     f"{__name__}:Resemblyzer",

@@ -18,24 +18,29 @@ from chara_resources.settings import PROJECT_ROOT
 
 from .conftest import materialize
 
-PHONEMIZER = ["chara_resources.embedded.deciders:EspeakPhonemizer"]
+CLONER = ["chara_resources.embedded.deciders:StandInVoice"]
 
 
-def _languages(box: EmbeddedBrainBox) -> dict[str, int]:
-    """Phonemizer jobs per language, read from the server's own database."""
+def _registered(box: EmbeddedBrainBox) -> dict[str, int]:
+    """Cloner registrations per voice id, read from the server's own database."""
     counts: dict[str, int] = {}
     with sqlite3.connect(box.folder / "data" / "brainbox.db") as db:
         for (arguments,) in db.execute(
-            "select arguments from brain_box_jobs where method = 'phonemize'"
+            "select arguments from brain_box_jobs where method = 'train'"
         ):
-            language = pickle.loads(arguments)["language"]  # our own test server's database
-            counts[language] = counts.get(language, 0) + 1
+            voice = pickle.loads(arguments)["voice"]  # our own test server's database
+            counts[voice] = counts.get(voice, 0) + 1
     return counts
+
+
+def _partitions(counts: dict[str, int]) -> set[str]:
+    """'chara-kiki-en-<sha>' -> 'kiki|en'"""
+    return {"|".join(voice.split("-")[1:3]) for voice in counts}
 
 
 @pytest.fixture
 def two_servers(tmp_path: Path):
-    boxes = {name: EmbeddedBrainBox(tmp_path / name, PHONEMIZER) for name in ("gpu1", "gpu2")}
+    boxes = {name: EmbeddedBrainBox(tmp_path / name, CLONER) for name in ("gpu1", "gpu2")}
     urls = {name: box.ensure_running() for name, box in boxes.items()}
     yield boxes, ",".join(f"{name}={url}" for name, url in urls.items())
     for box in boxes.values():
@@ -46,27 +51,28 @@ def test_work_spreads_over_two_brainboxes(two_servers, config_dirs, tmp_path: Pa
     boxes, url = two_servers
     home = tmp_path / "home"
     pair = {"brainbox": BrainBoxResource(url=url, role_profile="embedded")}
-    for language in ("en", "de", "ru"):
-        assert materialize(home, config_dirs, "", "sentence_pool", language).success
-        result = materialize(home, config_dirs, "", "pool_phonemes", language, resources=pair)
+    partitions = ("kiki|en", "kiki|de", "boris|ru")
+    for partition in partitions:
+        assert materialize(home, config_dirs, "", "voice_sample", partition).success
+        result = materialize(home, config_dirs, "", "cloner_voice", partition, resources=pair)
         assert result.success
-    # Each language went to one server, as its partition key hashes (en, de: gpu1; ru: gpu2).
-    gpu1, gpu2 = _languages(boxes["gpu1"]), _languages(boxes["gpu2"])
-    assert set(gpu1) == {"en", "de"} and set(gpu2) == {"ru"}
-    assert all(n > 0 for n in [*gpu1.values(), *gpu2.values()])
+    # Each partition went to one server, as its key hashes (kiki|en: gpu2; the others: gpu1).
+    gpu1, gpu2 = _registered(boxes["gpu1"]), _registered(boxes["gpu2"])
+    assert _partitions(gpu1) == {"kiki|de", "boris|ru"} and _partitions(gpu2) == {"kiki|en"}
+    assert all(n == 1 for n in [*gpu1.values(), *gpu2.values()])
 
-    # A run tag sends a run to a named server (here: en again, from nothing, on gpu2).
+    # A run tag sends a run to a named server (here: kiki|de again, from nothing, on gpu2).
     for part in ("assets", "work"):
-        shutil.rmtree(home / part / "pool_phonemes" / "en")
+        shutil.rmtree(home / part / "cloner_voice" / "kiki" / "de")
     tagged = materialize(
-        home, config_dirs, "", "pool_phonemes", "en", resources=pair, tags={ROUTE_TAG: "gpu2"}
+        home, config_dirs, "", "cloner_voice", "kiki|de", resources=pair, tags={ROUTE_TAG: "gpu2"}
     )
     assert tagged.success
-    assert _languages(boxes["gpu2"]).get("en") == gpu1["en"]
-    assert _languages(boxes["gpu1"]) == gpu1  # nothing more on gpu1
+    assert _partitions(_registered(boxes["gpu2"])) == {"kiki|en", "kiki|de"}
+    assert _registered(boxes["gpu1"]) == gpu1  # nothing more on gpu1
 
     unknown = materialize(
-        home, config_dirs, "", "pool_phonemes", "de", resources=pair, tags={ROUTE_TAG: "gpu3"}
+        home, config_dirs, "", "cloner_voice", "boris|ru", resources=pair, tags={ROUTE_TAG: "gpu3"}
     )
     assert not unknown.success
     message = str(unknown.get_step_failure_events()[0].step_failure_data.error)

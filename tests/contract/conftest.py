@@ -1,0 +1,132 @@
+"""The contract BrainBox: kaia-brainbox 5.2.0's own server and production controllers, no Docker.
+
+``contract_brainbox`` starts ``tests/contract/server.py`` (kaia's ``BrainBoxServer`` with the
+production controllers) as its own process on a loopback port, with the Docker stand-in first on
+its PATH. Each decider's container app is then started by kaia's controller code when the first job
+needs it. Models are prepared as a person would install them on a real server: the Vosk models in
+the decider's resource folder (a tiny model built here: its words are garbage, its timings real),
+and so on; see ``ContractBrainBox.install_*``.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chara_resources.embedded.launcher import free_port
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+
+@dataclass
+class ContractBrainBox:
+    url: str
+    folder: Path  # the server's data: brainbox.db, cache/, resources/<Decider>/
+    state: Path  # the Docker stand-in's containers and logs
+    process: subprocess.Popen
+
+    def resources(self, decider: str) -> Path:
+        return self.folder / "resources" / decider
+
+    def containers(self) -> list[dict]:
+        return [json.loads(p.read_text()) for p in sorted(self.state.glob("containers/*.json"))]
+
+    def container_logs(self) -> str:
+        parts = []
+        for c in self.containers():
+            text = Path(c["log"]).read_text(errors="replace") if Path(c["log"]).is_file() else ""
+            parts.append(f"--- {c['image']} ({c['name']}):\n{text[-4000:]}")
+        return "\n".join(parts)
+
+    def install_vosk_model(self, language: str, words: list[str]) -> Path:
+        """A model for ``language`` where kaia's Vosk installer puts downloaded ones."""
+        from chara_resources.embedded.recognition import make_tiny_vosk_model
+
+        return make_tiny_vosk_model(self.resources("Vosk") / "models" / language, words)
+
+
+def _docker_bin(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    docker = folder / "docker"
+    docker.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "docker_standin.py"}" "$@"\n')
+    docker.chmod(0o755)
+    return folder
+
+
+def _stop_containers(state: Path) -> None:
+    for path in state.glob("containers/*.json"):
+        try:
+            pid = json.loads(path.read_text())["pid"]
+            os.killpg(pid, signal.SIGKILL)
+        except (OSError, ValueError, KeyError):
+            continue
+
+
+def start_contract_brainbox(folder: Path, timeout_s: float = 60.0) -> ContractBrainBox:
+    port = free_port()
+    state = folder / "docker"
+    env = dict(os.environ)
+    env["PATH"] = f"{_docker_bin(folder / 'bin')}{os.pathsep}{env.get('PATH', '')}"
+    env["CHARA_CONTRACT_DOCKER_STATE"] = str(state)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    log = open(folder / "server.log", "ab")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.contract.server", "--port", str(port), "--data", str(folder)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"contract BrainBox exited: {(folder / 'server.log').read_text()[-3000:]}"
+            )
+        try:
+            if httpx.get(f"{url}/heartbeat", timeout=2).status_code == 200:
+                return ContractBrainBox(url, folder, state, process)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"contract BrainBox did not answer within {timeout_s} s")
+
+
+def stop_contract_brainbox(server: ContractBrainBox) -> None:
+    with _suppress_lookup():
+        os.killpg(server.process.pid, signal.SIGTERM)
+    try:
+        server.process.wait(10)
+    except subprocess.TimeoutExpired:
+        with _suppress_lookup():
+            os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(10)
+    _stop_containers(server.state)
+
+
+class _suppress_lookup:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return exc[0] is not None and issubclass(exc[0], ProcessLookupError)
+
+
+@pytest.fixture(scope="package")
+def contract_brainbox(tmp_path_factory: pytest.TempPathFactory):
+    server = start_contract_brainbox(tmp_path_factory.mktemp("contract-brainbox"))
+    try:
+        yield server
+    finally:
+        stop_contract_brainbox(server)
