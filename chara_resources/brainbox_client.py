@@ -190,8 +190,12 @@ class BrainBoxClient:
         """kaia's ``controllers-service/status``: every decider, installed or not."""
         return self._json("asking for its deciders", "GET", "/controllers-service/status")
 
-    def resource_exists(self, path: str, *, directory: bool) -> bool:
-        """Whether ``path`` (under the server's resources folder) is a folder / a file."""
-        op = "is-dir" if directory else "is-file"
+    def read_resource(self, path: str) -> str | None:
+        """The text of ``path`` under the server's resources folder; None if there is none."""
         quoted = urllib.parse.quote(path, safe="/")
-        return bool(self._json(f"looking up {path}", "POST", f"/resources/{op}/{quoted}"))
+        if not self._json(f"looking up {path}", "POST", f"/resources/is-file/{quoted}"):
+            return None
+        response = self._call(
+            f"reading {path}", lambda: self._http.get(f"/resources/open/{quoted}")
+        )
+        return response.text

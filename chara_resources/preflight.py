@@ -4,12 +4,10 @@ A production BrainBox (kaia-brainbox 5.2.0 with its Docker deciders) answers wit
 when a job reaches a decider that is missing or a model that was never installed, which may be
 hours into a run. kaia's server says which deciders it has (``GET
 /controllers-service/status``) and exposes each decider's resource folder (``/resources/...``),
-where the models live. This module asks both and names, one line each, what is missing and how to
-install it.
-
-Where models live on kaia's server (its installers' folders, resources/<Decider>/...):
-Vosk ``models/<language>``; PiperTraining ``base_models/<name>``; Ollama (its ``main`` folder is
-the container's ``~/.ollama``) ``main/models/manifests/registry.ollama.ai/library/<name>/<tag>``.
+where its installer records the service and every model it installed:
+``resources/<Decider>/installation.yaml`` (model name -> spec; written by kaia's install and
+``download_model``, read by the decider's own model loading). This module reads both and names,
+one line each, what is missing and how to install it.
 """
 
 from collections.abc import Iterable, Mapping
@@ -28,35 +26,32 @@ class Need:
     model: str | None = None
 
 
-def ollama_manifest(model: str) -> str:
-    name, _, tag = model.partition(":")
-    if "/" not in name:
-        name = f"library/{name}"
-    return f"Ollama/main/models/manifests/registry.ollama.ai/{name}/{tag or 'latest'}"
+# Deciders whose container keeps an installation record, and the model they load when a job
+# names none (their app's default; chara's jobs name none for these).
+INSTALLED_BY_RECORD = {
+    "Vosk": None,
+    "PiperTraining": None,
+    "Ollama": None,
+    "CosyVoice": "Fun-CosyVoice3-0.5B-2512",
+    "InsightFace": "buffalo_l",
+}
 
 
-def model_resource(decider: str, model: str) -> tuple[str, str] | None:
-    """(kind, path under /resources) where ``decider`` keeps ``model``; None if unknown."""
-    if decider == "Vosk":
-        return "dir", f"Vosk/models/{model}"
-    if decider == "PiperTraining":
-        return "file", f"PiperTraining/base_models/{model}"
-    if decider == "Ollama":
-        return "file", ollama_manifest(model)
-    return None
+def installation_record(decider: str) -> str:
+    return f"{decider}/installation.yaml"
 
 
 def how_to_install_model(decider: str, model: str) -> str:
+    settings = {"Vosk": "VoskSettings", "PiperTraining": "PiperTrainingSettings"}.get(
+        decider, f"{decider}Settings"
+    )
+    how = (
+        f"add it to {settings}.models_to_install on the BrainBox host and install {decider} "
+        "again (kaia's install downloads the missing models and records them)"
+    )
     if decider == "Ollama":
-        return (
-            f"pull it on the BrainBox host (`docker exec <the Ollama container> ollama pull "
-            f"{model}`, or add it to OllamaSettings.models_to_install and install Ollama again)"
-        )
-    if decider == "Vosk":
-        return f"install Vosk's model {model!r} (VoskSettings.models_to_install, then install Vosk)"
-    if decider == "PiperTraining":
-        return f"install the base checkpoint {model!r} (PiperTrainingSettings.models_to_install)"
-    return "install it on the server"
+        how = f"pull it: {how}; `ollama pull` alone is not recorded"
+    return how
 
 
 def needs_of(role: str, decider: str, parameter: str | None, jobs: Iterable[Mapping[str, Any]]):
@@ -75,10 +70,17 @@ def needs_of(role: str, decider: str, parameter: str | None, jobs: Iterable[Mapp
 
 def check(client: BrainBoxClient, needs: Iterable[Need]) -> list[str]:
     """One line per missing decider or model (empty: all there)."""
+    import yaml
+
     needs = list(needs)
+    for need in list(needs):  # a decider's default model is needed whenever the decider is
+        default = INSTALLED_BY_RECORD.get(need.decider)
+        if need.model is None and default is not None:
+            needs.append(Need(need.role, need.decider, default))
     status = client.controllers_status()
     deciders = {c["name"]: c for c in status.get("controllers", [])}
     problems = []
+    usable = set()
     for need in needs:
         if need.model is not None:
             continue
@@ -93,28 +95,36 @@ def check(client: BrainBoxClient, needs: Iterable[Need]) -> list[str]:
         elif not found.get("installed"):
             problems.append(
                 f"BrainBox {client.url}: decider {need.decider} (role {need.role}) is not "
-                f"installed; install it (BrainBox UI → Controllers → {need.decider} → install)"
+                f"installed; install it (BrainBox UI: Controllers, {need.decider}, install)"
             )
-    missing_deciders = {n.decider for n in needs if n.model is None} - {
-        name for name, c in deciders.items() if c.get("installed")
-    }
+        else:
+            usable.add(need.decider)
+    records: dict[str, dict | None] = {}
     for need in needs:
-        if need.model is None or need.decider in missing_deciders:
+        if need.model is None or need.decider not in usable:
             continue
-        where = model_resource(need.decider, need.model)
-        if where is None:
+        if need.decider not in INSTALLED_BY_RECORD:
             continue
-        kind, path = where
-        try:
-            present = client.resource_exists(path, directory=kind == "dir")
-        except BrainBoxError as exc:
-            problems.append(
-                f"BrainBox {client.url}: cannot look for {need.decider}'s models: {exc}"
-            )
-            continue
-        if not present:
+        if need.decider not in records:
+            try:
+                text = client.read_resource(installation_record(need.decider))
+                records[need.decider] = (yaml.safe_load(text) or {}) if text is not None else None
+            except (BrainBoxError, yaml.YAMLError) as exc:
+                problems.append(
+                    f"BrainBox {client.url}: cannot read {need.decider}'s installed models: {exc}"
+                )
+                records[need.decider] = {}
+                continue
+            if records[need.decider] is None:
+                problems.append(
+                    f"BrainBox {client.url}: {need.decider} (role {need.role}) was never set up "
+                    f"(no resources/{installation_record(need.decider)}); install it "
+                    f"(BrainBox UI: Controllers, {need.decider}, install)"
+                )
+        record = records[need.decider]
+        if record is not None and need.model not in record:
             problems.append(
                 f"BrainBox {client.url}: {need.decider} has no model {need.model!r} (role "
                 f"{need.role}); {how_to_install_model(need.decider, need.model)}"
             )
-    return problems
+    return list(dict.fromkeys(problems))

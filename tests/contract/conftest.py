@@ -46,11 +46,38 @@ class ContractBrainBox:
             parts.append(f"--- {c['image']} ({c['name']}):\n{text[-4000:]}")
         return "\n".join(parts)
 
+    def record_installed(self, decider: str, models: dict[str, object] | None = None) -> None:
+        """What kaia's install leaves in ``resources/<decider>/installation.yaml``: the service
+        is set up, and each model with its spec (serialised as kaia's installer does). A spec
+        of None is taken from the decider's settings (``models_to_install``)."""
+        import yaml
+        from foundation_kaia.marshalling import TypeTools
+
+        record = self.resources(decider) / "installation.yaml"
+        record.parent.mkdir(parents=True, exist_ok=True)
+        installed = (yaml.safe_load(record.read_text()) or {}) if record.is_file() else {}
+        known = _models_to_install(decider)
+        for name, spec in (models or {}).items():
+            spec = known[name] if spec is None else spec
+            installed[name] = TypeTools.serialize(spec, spec)
+        record.write_text(yaml.safe_dump(installed))
+
     def install_vosk_model(self, language: str, words: list[str]) -> Path:
-        """A model for ``language`` where kaia's Vosk installer puts downloaded ones."""
+        """A tiny model for ``language`` where kaia's Vosk installer puts downloaded ones."""
         from chara_resources.embedded.recognition import make_tiny_vosk_model
 
-        return make_tiny_vosk_model(self.resources("Vosk") / "models" / language, words)
+        folder = make_tiny_vosk_model(self.resources("Vosk") / "models" / language, words)
+        self.record_installed("Vosk", {language: None})
+        return folder
+
+
+def _models_to_install(decider: str) -> dict[str, object]:
+    import brainbox.deciders as deciders
+
+    wanted = getattr(getattr(deciders, decider).Settings(), "models_to_install", {})
+    if isinstance(wanted, dict):
+        return {str(getattr(k, "value", k)): v for k, v in wanted.items()}
+    return {str(getattr(m, "value", m)) if isinstance(m, str) else m.get_name(): m for m in wanted}
 
 
 def _docker_bin(folder: Path) -> Path:
