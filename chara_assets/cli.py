@@ -43,8 +43,8 @@ def check_brainbox(languages: list[str]) -> int:
     from .definitions import defs
 
     resource = defs.resources["brainbox"]
-    if resource.is_embedded:
-        print("BrainBox: the embedded one (chara starts it with its own deciders)")
+    if resource.profile != "production":
+        print("BrainBox: chara's embedded deciders (started by chara; nothing to install)")
         return 0
     roles = [r for r in ROLES if r in resource.bindings()]
     needs = resource.needs(roles, languages)

@@ -132,8 +132,12 @@ class BrainBoxResource(dg.ConfigurableResource):
     def is_embedded(self) -> bool:
         return not self.url
 
+    @property
+    def profile(self) -> str:
+        return self.role_profile or ("embedded" if self.is_embedded else "production")
+
     def bindings(self) -> dict[str, RoleBinding]:
-        profile = self.role_profile or ("embedded" if self.is_embedded else "production")
+        profile = self.profile
         if profile not in ("production", "embedded"):
             raise ValueError(
                 f"BrainBox role_profile {profile!r} must be 'production' or 'embedded'"
@@ -212,14 +216,14 @@ class BrainBoxResource(dg.ConfigurableResource):
         return sorted(set(found), key=lambda n: (n.role, n.decider, n.model or ""))
 
     def preflight(self, client: BrainBoxClient, needs: Sequence[Need]) -> list[str]:
-        """What of ``needs`` the server lacks, one line each (nothing to check on the embedded
-        BrainBox: chara starts it with its own deciders)."""
-        if self.is_embedded:
+        """What of ``needs`` the server lacks, one line each (nothing to check on a server with
+        chara's embedded deciders: chara starts them itself, they need no installation)."""
+        if self.profile != "production":
             return []
         return check_needs(client, needs)
 
     def _preflight_once(self, context, client: BrainBoxClient, call: Call, role, jobs) -> None:
-        if self.is_embedded:
+        if self.profile != "production":
             return
         needs = tuple(needs_of(role, call.decider, call.parameter, [j.arguments for j in jobs]))
         key = (client.url, needs)

@@ -77,7 +77,10 @@ def check(client: BrainBoxClient, needs: Iterable[Need]) -> list[str]:
         default = INSTALLED_BY_RECORD.get(need.decider)
         if need.model is None and default is not None:
             needs.append(Need(need.role, need.decider, default))
-    status = client.controllers_status()
+    try:
+        status = client.controllers_status()
+    except BrainBoxError as exc:
+        return [f"BrainBox {client.url} could not say which deciders it has: {exc}"]
     deciders = {c["name"]: c for c in status.get("controllers", [])}
     problems = []
     usable = set()

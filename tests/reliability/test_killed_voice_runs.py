@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -32,36 +31,6 @@ def _rerun(asset, partition, home, config_dirs, log: Path, url: str, config=None
     code = again.wait()
     assert code == 0, again.output()[-3000:]
     return again.output()
-
-
-def test_killed_phonemizing_resumes_without_phonemizing_twice(
-    voice_home, copy_home, config_dirs, full_server, tmp_path: Path
-) -> None:
-    home = copy_home(voice_home)
-    stored = (home / "assets" / "pool_phonemes" / "en" / "phonemes.jsonl").read_text()
-    for part in ("assets", "work"):  # start pool_phonemes from nothing
-        for folder in (home / part / "pool_phonemes").iterdir():
-            if folder.is_dir():
-                shutil.rmtree(folder)
-    sentences = len(stored.splitlines())
-    chunks = -(-sentences // 200)
-    url = full_server.running_url()
-    phonemize = "method = 'phonemize'"
-    before = jobs(full_server, phonemize)
-    run = spawn("pool_phonemes", "en", home, config_dirs, tmp_path / "killed.log", brainbox=url)
-    wait_for(
-        "two chunks phonemized",
-        lambda: jobs(full_server, f"{phonemize} and success = 1") - before >= 2,
-        run,
-    )
-    _kill(run)
-    assert jobs(full_server, phonemize) - before == chunks  # the killed run had submitted all
-    assert not (home / "assets" / "pool_phonemes" / "en").exists()
-
-    output = _rerun("pool_phonemes", "en", home, config_dirs, tmp_path / "again.log", url)
-    assert f"{chunks} items: 0 stored, {chunks} re-attached, 0 submitted" in output
-    assert jobs(full_server, phonemize) - before == chunks  # nothing phonemized twice
-    assert (home / "assets" / "pool_phonemes" / "en" / "phonemes.jsonl").read_text() == stored
 
 
 def test_killed_trimming_and_packing_lose_nothing(
