@@ -75,9 +75,13 @@ def _models_to_install(decider: str) -> dict[str, object]:
     import brainbox.deciders as deciders
 
     wanted = getattr(getattr(deciders, decider).Settings(), "models_to_install", {})
+
+    def plain(value):  # kaia's settings use str enums; its installer records their values
+        return getattr(value, "value", value)
+
     if isinstance(wanted, dict):
-        return {str(getattr(k, "value", k)): v for k, v in wanted.items()}
-    return {str(getattr(m, "value", m)) if isinstance(m, str) else m.get_name(): m for m in wanted}
+        return {str(plain(k)): plain(v) for k, v in wanted.items()}
+    return {str(plain(m)) if isinstance(m, str) else m.get_name(): plain(m) for m in wanted}
 
 
 def _docker_bin(folder: Path) -> Path:

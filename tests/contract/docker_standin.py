@@ -141,7 +141,8 @@ def _bwrap_command(image: dict, spec: dict, shim_args: list[str]) -> list[str]:
     bind mounts and the image's files."""
     files = image.get("files", {})
     targets = [target for _source, target in spec["mounts"]] + list(files)
-    command = ["bwrap", "--proc", "/proc"]
+    # Its own process namespace, as a container: when the app ends, whatever it started ends.
+    command = ["bwrap", "--unshare-pid", "--proc", "/proc"]
     for entry in sorted(Path("/").iterdir()):
         if entry.name in ("proc",):
             continue
