@@ -18,15 +18,16 @@ def _catalog():
 
 
 def check(_: argparse.Namespace) -> int:
-    """Validate every character and user file; exit status 1 if any is broken."""
-    catalog = _catalog()
-    for error in catalog.errors:
+    """Validate every character, user and template file and every voice file; exit status 1
+    if anything is wrong."""
+    from .configuration import check_configuration
+    from .definitions import defs
+
+    report = check_configuration(defs.resources["characters"], defs.resources["templates"])
+    for error in report.errors:
         print(error, file=sys.stderr)
-    print(
-        f"{len(catalog.characters)} characters, {len(catalog.users)} users, "
-        f"{len(catalog.errors)} broken files"
-    )
-    return 1 if catalog.errors else 0
+    print(report.summary())
+    return 0 if report.ok else 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -265,7 +266,9 @@ def identify(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chara", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("check", help="validate character and user files").set_defaults(func=check)
+    commands.add_parser(
+        "check", help="validate character, user, template and voice files"
+    ).set_defaults(func=check)
     run_parser = commands.add_parser("run", help="run the main job for configured characters")
     run_parser.add_argument("--character", action="append", help="only this character")
     run_parser.add_argument("--language", action="append", help="only this language")
