@@ -152,10 +152,6 @@ def _png(path: Path) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(4000))
 
 
-def _extra_file(ws: Workspace) -> None:
-    pass
-
-
 CHARACTER = "display_name: Zoe\ngender: female\ndescription: A test.\nlanguages: [en]\n"
 CLIP = "voice_sample:\n  - file: voices/kiki/en.wav\n    text: Hello.\n"
 TEMPLATE = 'templates:\n  - name: t1\n    lines:\n      en: ["Hello {name}."]\n'
@@ -463,7 +459,7 @@ def cases() -> list[Case]:
     add("voice", "NaN samples", _voice(_nan), vf, ["not finite"])
     add(
         "voice",
-        "8 kHz stereo speech (valid)",
+        "stereo speech (valid)",
         _voice(lambda p: sf.write(p, np.stack([sf.read(p)[0]] * 2, axis=1), 22050)),
         vf,
         [],
@@ -674,8 +670,8 @@ def cases() -> list[Case]:
         "name defined twice",
         _yaml(
             "t/x.yaml",
-            TEMPLATE.replace("t1", "t1")
-            + TEMPLATE.split("templates:\n")[1].replace("Hello {name}.", "Hi."),
+            TEMPLATE.replace("Hello {name}.", "Hi.")
+            + TEMPLATE.split("templates:\n")[1].replace("Hello {name}.", "Hello."),
         ),
         ("x.yaml",),
         ["duplicate template name"],
@@ -949,6 +945,8 @@ class Runner:
     def resources(self, ws: Workspace, home: Path) -> dict:
         from chara_assets.characters.resource import CharacterCatalog
         from chara_assets.paraphrase.resource import TemplateFolder
+        from chara_resources.avatar import AvatarResource
+        from chara_resources.brainbox import BrainBoxResource
         from chara_resources.storage import ChraStorage, FolderIOManager
 
         storage = ChraStorage(root=str(home))
@@ -959,6 +957,9 @@ class Runner:
                 characters_dir=str(ws.characters), users_dir=str(ws.users), voice_folders=[]
             ),
             "templates": TemplateFolder(templates_dir=str(ws.templates)),
+            # No case may reach a server: nothing listens on port 9.
+            "brainbox": BrainBoxResource(url="http://127.0.0.1:9", retry_for_s=0),
+            "avatar": AvatarResource(local_folder=str(home / "avatar")),
         }
 
     def check(self, ws: Workspace) -> list[str]:
@@ -977,6 +978,8 @@ class Runner:
             return [str(e) for e in self.resources(ws, good_home)["templates"].load().errors], False
         if case.kind == "resource":
             return self._resource(case), False
+        if case.kind == "config" and case.asset not in ("voice_sample", "sentence_pool"):
+            return self._config(case), False
         home = ws.root / "home"
         shutil.copytree(good_home, home)
         before = _digest(home / "assets") | {
@@ -986,7 +989,10 @@ class Runner:
         after = _digest(home / "assets") | {
             "work/" + k: v for k, v in _digest(home / "work").items()
         }
-        lost = any(after.get(k) != v for k, v in before.items())
+        # A failed run must leave every file as it was; a run that succeeds (an input accepted
+        # on purpose) writes a new version of the asset, but keeps every work-cache item.
+        kept = before if messages else {k: v for k, v in before.items() if k.startswith("work/")}
+        lost = any(after.get(k) != v for k, v in kept.items())
         return messages, lost
 
     def _resource(self, case: Case) -> list[str]:
@@ -998,7 +1004,36 @@ class Runner:
         cls = {"storage": ChraStorage, "avatar": AvatarResource}[case.asset]
         try:
             cls(**case.config)
-        except (pydantic.ValidationError, Exception) as exc:  # what Dagster shows at load
+        except pydantic.ValidationError as exc:  # what Dagster shows when it loads the resource
+            return [str(exc)]
+        return []
+
+    def _config(self, case: Case) -> list[str]:
+        """The asset's config object built from the run config, as Dagster builds it when the
+        step starts (after loading its inputs, which these assets' runs would need BrainBox
+        for): its ValidationError is the step's error."""
+        import pydantic
+
+        from chara_assets.paraphrase.assets import ParaphraseSetsConfig
+        from chara_assets.voice.audio_assets import ClonedAudioConfig
+        from chara_assets.voice.clip_assets import TrimmedClipsConfig
+        from chara_assets.voice.corpus_assets import TextCorpusConfig
+        from chara_assets.voice.training_assets import (
+            CheckpointReportConfig,
+            PiperCheckpointsConfig,
+        )
+
+        cls = {
+            "text_corpus": TextCorpusConfig,
+            "cloned_audio": ClonedAudioConfig,
+            "trimmed_clips": TrimmedClipsConfig,
+            "piper_checkpoints": PiperCheckpointsConfig,
+            "checkpoint_report": CheckpointReportConfig,
+            "paraphrase_sets": ParaphraseSetsConfig,
+        }[case.asset]
+        try:
+            cls(**case.config)
+        except pydantic.ValidationError as exc:
             return [str(exc)]
         return []
 
@@ -1009,13 +1044,11 @@ class Runner:
         from chara_assets.partitions import CHARACTER_DIMENSION
 
         assets = list(defs.assets)
-        target = next(a for a in assets if a.key.to_user_string() == case.asset)
-        partition = case.partition
-        if target.partitions_def is not None and "|" not in partition:
-            partition = partition
-        if case.asset == "sentence_pool":
-            partition = "en"
-        run_config = {"ops": {case.asset: {"config": case.config}}} if case.config else {}
+        target = next(a for a in assets if a.key.to_user_string() == (case.asset or "x"))
+        partition = "en" if case.asset == "sentence_pool" else case.partition
+        run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+        if case.config:
+            run_config["ops"] = {case.asset: {"config": case.config}}
         with dg.DagsterInstance.ephemeral() as instance:
             instance.add_dynamic_partitions(CHARACTER_DIMENSION, ["kiki", "boris"])
             try:
@@ -1048,7 +1081,6 @@ def main() -> None:
     parser.add_argument("--only", help="only cases whose name contains this")
     parser.add_argument("--verbose", action="store_true", help="print every message")
     args = parser.parse_args()
-    os.environ.setdefault("CHARA_BRAINBOX_URL", "http://127.0.0.1:9")  # nothing may reach one
     selected = [c for c in cases() if not args.only or args.only in c.name]
     root = Path(tempfile.mkdtemp(prefix="chara-bad-inputs-"))
     os.environ["CHARA_HOME"] = str(root / "unused-home")
