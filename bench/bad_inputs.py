@@ -915,7 +915,7 @@ def _digest(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file()
+        if p.is_file() and not p.name.endswith(".run.lock")  # the partition lock: who ran last
     }
 
 
@@ -992,8 +992,10 @@ class Runner:
         # A failed run must leave every file as it was; a run that succeeds (an input accepted
         # on purpose) writes a new version of the asset, but keeps every work-cache item.
         kept = before if messages else {k: v for k, v in before.items() if k.startswith("work/")}
-        lost = any(after.get(k) != v for k, v in kept.items())
-        return messages, lost
+        changed = [k for k, v in kept.items() if after.get(k) != v]
+        if changed and os.environ.get("BAD_INPUTS_DEBUG"):
+            print("changed:", changed)
+        return messages, bool(changed)
 
     def _resource(self, case: Case) -> list[str]:
         import pydantic
