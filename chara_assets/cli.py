@@ -18,17 +18,19 @@ def _catalog():
 
 
 def check(args: argparse.Namespace) -> int:
-    """Validate every character and user file (and, with ``--brainbox``, that each BrainBox has
-    the deciders and models the chains need); exit status 1 if anything is wrong."""
-    catalog = _catalog()
-    for error in catalog.errors:
+    """Validate every character, user and template file and every voice file (and, with
+    ``--brainbox``, that each BrainBox has the deciders and models the chains need); exit
+    status 1 if anything is wrong."""
+    from .configuration import check_configuration
+    from .definitions import defs
+
+    report = check_configuration(defs.resources["characters"], defs.resources["templates"])
+    for error in report.errors:
         print(error, file=sys.stderr)
-    print(
-        f"{len(catalog.characters)} characters, {len(catalog.users)} users, "
-        f"{len(catalog.errors)} broken files"
-    )
-    failed = bool(catalog.errors)
+    print(report.summary())
+    failed = not report.ok
     if getattr(args, "brainbox", False):
+        catalog = _catalog()
         languages = sorted({lang for c in catalog.characters.values() for lang in c.languages})
         failed |= check_brainbox(languages) > 0
     return 1 if failed else 0
@@ -299,7 +301,9 @@ def identify(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chara", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    check_parser = commands.add_parser("check", help="validate character and user files")
+    check_parser = commands.add_parser(
+        "check", help="validate character, user, template and voice files"
+    )
     check_parser.add_argument(
         "--brainbox",
         action="store_true",

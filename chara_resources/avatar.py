@@ -315,7 +315,9 @@ class AvatarResource(dg.ConfigurableResource):
 
     url: str = Field(default="", description="Avatar URL; empty: the local stand-in folder")
     local_folder: str = Field(default="", description="default $CHARA_HOME/avatar")
-    retry_for_s: float = Field(default=60.0, description="how long to retry an unreachable server")
+    retry_for_s: float = Field(
+        default=60.0, ge=0.0, description="how long to retry an unreachable server"
+    )
     trusted: bool = Field(
         default=False,
         description="read this server's paraphrase files: they are pickles, and loading one "

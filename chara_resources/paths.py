@@ -6,6 +6,8 @@ manifest) passes through here before it touches the filesystem.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import re
@@ -109,6 +111,31 @@ def temporary_sibling(path: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+# FICLONE from linux/fs.h: share the extents of another file, copy-on-write.
+_FICLONE = 0x40049409
+# The errors with which a filesystem (or the kernel) says it cannot clone.
+_NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EBADF}
+
+
+def copy_file(src: Path, dst: Path) -> str:
+    """Put a copy of ``src`` at ``dst`` that shares no inode with it, so that editing one never
+    changes the other: a copy-on-write clone (reflink) where the filesystem has them (btrfs,
+    XFS, bcachefs, ...), which costs no space until one side changes; a plain copy elsewhere.
+
+    Returns ``"reflink"`` or ``"copy"``. Raises OSError (e.g. ENOSPC) like any write.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as source, open(dst, "wb") as target:
+        try:
+            fcntl.ioctl(target.fileno(), _FICLONE, source.fileno())
+            return "reflink"
+        except OSError as exc:
+            if exc.errno not in _NO_CLONE:
+                raise
+    shutil.copyfile(src, dst)  # in-kernel (sendfile) on Linux
+    return "copy"
 
 
 # --- folders replaced as a whole -------------------------------------------------------------

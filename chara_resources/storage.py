@@ -67,6 +67,7 @@ class ChraStorage(dg.ConfigurableResource):
     root: str = ""
     min_free_mb: float = Field(
         default=50.0,
+        ge=0.0,
         description="a run fails at once, naming the storage root, when less space is free",
     )
     # Partitions this run holds (lock file -> open lock), released when the step ends.

@@ -5,6 +5,10 @@ The JSON record is written last, so its presence means the item is complete. The
 a hash of the item's inputs and the step's parameters: changing a parameter changes the keys of
 exactly the items it affects, and a re-run reuses every item whose key is still present.
 Deleting a step folder or an item's files by hand makes just that part run again.
+
+A record carries the SHA-256 of each of its files: a file that no longer matches (truncated,
+edited in place, overwritten) makes its item count as missing, so a re-run computes it again
+instead of passing the damaged file on. Records written before hashes were kept are trusted.
 """
 
 from __future__ import annotations
@@ -98,6 +102,10 @@ class WorkStep:
         self.computed = 0
         self.reused = 0
         self.failed = 0
+        self.damaged: set[str] = set()  # keys of items whose file did not match the record
+        # Files verified in this run: path -> (stat signature, sha256); a file is hashed again
+        # only when its size, mtime or inode changed since.
+        self._verified: dict[Path, tuple[tuple[int, int, int], str]] = {}
 
     def key(self, inputs: JSON, label: str | None = None) -> str:
         """The item key: ``<label>-<hash>`` (label optional, for people browsing the folder)."""
@@ -123,9 +131,24 @@ class WorkStep:
         files = {suffix: self.folder / name for suffix, name in raw.get("files", {}).items()}
         if any(not p.exists() for p in files.values()):
             return None  # a person deleted the item's media: recompute it
+        hashes = raw.get("sha256") or {}
+        for suffix, path in files.items():
+            if suffix in hashes and self._sha256(path) != hashes[suffix]:
+                self.damaged.add(key)
+                return None  # truncated or edited since it was stored: recompute it
         return ItemRecord(
             key=key, result=raw.get("result"), error=raw.get("error"), files=files, reused=True
         )
+
+    def _sha256(self, path: Path) -> str:
+        stat = path.stat()
+        signature = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        known = self._verified.get(path)
+        if known is not None and known[0] == signature:
+            return known[1]
+        digest = file_sha256(path)
+        self._verified[path] = (signature, digest)
+        return digest
 
     def put(
         self,
@@ -148,6 +171,7 @@ class WorkStep:
                 "result": result,
                 "error": error,
                 "files": {suffix: p.name for suffix, p in files.items()},
+                "sha256": {suffix: self._sha256(p) for suffix, p in files.items()},
             },
             durable=False,
         )

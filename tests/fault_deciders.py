@@ -33,7 +33,7 @@ class SleepyEcho(ISelfManagingDecider):
 
 class FaultyCloner(ISelfManagingDecider):
     """Stands where a cloner would, for faults a real model cannot produce on demand: by the
-    words in the line it returns a corrupt WAV, an empty WAV, silence, or fails; otherwise
+    words in the line it returns a corrupt WAV, an empty WAV, silence, noise, or fails; otherwise
     it speaks the line with espeak-ng."""
 
     def train(self, voice: str, text: str, file: str) -> str:
@@ -54,6 +54,9 @@ class FaultyCloner(ISelfManagingDecider):
             sf.write(path, np.zeros(0, dtype=np.float32), 22050)
         elif "silent" in lowered:
             sf.write(path, np.zeros(22050 * 2, dtype=np.float32), 22050)
+        elif "noisy" in lowered:  # a valid WAV header over random samples
+            noise = np.random.default_rng(len(text)).integers(-30000, 30000, 22050 * 3)
+            sf.write(path, noise.astype(np.int16), 22050, subtype="PCM_16")
         elif "refuse" in lowered:
             raise RuntimeError(f"the cloner cannot say {text!r}")
         else:

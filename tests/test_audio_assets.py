@@ -10,7 +10,12 @@ import pytest
 import soundfile as sf
 
 from chara_assets.voice.assets import voice_sample
-from chara_assets.voice.audio_assets import augmented_lines, cloned_audio, cloner_voice
+from chara_assets.voice.audio_assets import (
+    ClonedAudioConfig,
+    augmented_lines,
+    cloned_audio,
+    cloner_voice,
+)
 from chara_assets.voice.clip_assets import TrimmedClipsConfig, piper_archive, trimmed_clips
 from chara_assets.voice.corpus_assets import (
     ReviewedCorpusConfig,
@@ -100,6 +105,46 @@ def test_every_line_is_voiced_once(chain, chara_home: Path, full_server) -> None
     again = chain(cloned_audio, "kiki|en")
     assert again.success
     assert _jobs(full_server, "method = 'voice_to_text'") - before == 6  # nothing voiced twice
+
+
+def test_cache_edits_never_reach_committed_clips_and_damaged_clips_are_voiced_again(
+    chain, chara_home: Path, full_server
+) -> None:
+    """Issue 14: committed clips were hard links of the work cache's files, so editing a cache
+    file in place (the docs invite opening them) changed the committed version; and a cache
+    file damaged since it was stored was passed on instead of being voiced again."""
+    import os
+
+    _reviewed(chain, 4)
+    for asset in (voice_sample, augmented_lines, cloner_voice):
+        assert chain(asset, "kiki|en").success
+    voiced = "method = 'voice_to_text'"
+    before = _jobs(full_server, voiced)
+    assert chain(cloned_audio, "kiki|en").success
+    folder = chara_home / "assets" / "cloned_audio" / "kiki" / "en"
+    audio = load_manifest(folder)
+    committed = {c.id: audio.path(c.file).read_bytes() for c in audio.clips}
+    cache = sorted((chara_home / "work" / "cloned_audio" / "kiki" / "en" / "voiced").glob("*.wav"))
+    assert len(cache) == len(committed) == 4
+    cache_inodes = {os.stat(p).st_ino for p in cache}
+    assert not cache_inodes & {os.stat(audio.path(c.file)).st_ino for c in audio.clips}
+
+    with open(cache[0], "r+b") as f:  # edited in place: same size, other samples
+        f.seek(1000)
+        f.write(b"\x7f\x00" * 4000)
+    with open(cache[1], "r+b") as f:  # truncated: its header promises more than is there
+        f.truncate(f.seek(0, os.SEEK_END) // 3)
+    assert {c.id: audio.path(c.file).read_bytes() for c in audio.clips} == committed
+
+    again = chain(cloned_audio, "kiki|en")
+    assert again.success
+    metadata = again.asset_materializations_for_node("cloned_audio")[0].metadata
+    assert (metadata["voiced_now"].value, metadata["reused"].value) == (2, 2)
+    assert _jobs(full_server, voiced) - before == 6  # the two damaged lines, voiced again
+    audio = load_manifest(folder)
+    assert len(audio.clips) == 4 and not audio.errors
+    for clip in audio.clips:
+        assert sf.info(audio.path(clip.file)).duration > 2.0
 
 
 CLONE_SCRIPT = """
@@ -290,6 +335,7 @@ def test_bad_clips_are_item_errors_and_the_rest_goes_on(
             "bad2": "This empty line returns no audio at all.",
             "bad3": "This silent line returns two seconds of nothing.",
             "bad4": "The cloner will refuse this line.",
+            "bad5": "This noisy line returns hiss under a valid header.",
         }
         lines = AugmentedLines(
             character="kiki",
@@ -319,11 +365,13 @@ def test_bad_clips_are_item_errors_and_the_rest_goes_on(
             partition_key="kiki|en",
             run_config=dg.RunConfig(
                 {
-                    # 3 good lines of 7: under the default min_acceptance (0.5) the check would
+                    # 5 of the 8 lines fail in cloned_audio: over the default ratio (0.5).
+                    "cloned_audio": ClonedAudioConfig(max_failure_ratio=0.7),
+                    # 3 good lines of 8: under the default min_acceptance (0.5) the check would
                     # block what follows; here the check only warns.
                     "trimmed_clips": TrimmedClipsConfig(
                         speaker_reference="clips", max_attempts=1, min_acceptance=0.0
-                    )
+                    ),
                 }
             ),
             raise_on_error=False,
@@ -333,16 +381,19 @@ def test_bad_clips_are_item_errors_and_the_rest_goes_on(
     assert run.success
     (check,) = run.get_asset_check_evaluations()
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    assert check.metadata["lines"].value == 7 and check.metadata["accepted"].value <= 3
+    assert check.metadata["lines"].value == 8 and check.metadata["accepted"].value <= 3
     audio = load_manifest(chara_home / "assets" / "cloned_audio" / "kiki" / "en")
     errors = {e.id: e.error for e in audio.errors}
-    assert "unreadable audio" in errors["bad1"]
-    assert errors["bad2"] == "empty audio from the cloner"
+    assert errors["bad1"].startswith("audio from the cloner: cannot read audio")
+    assert errors["bad2"] == "audio from the cloner: the audio file is empty"
+    assert errors["bad3"].startswith("audio from the cloner: no sound louder than -45 dBFS")
     assert "cannot say" in errors["bad4"]
+    # Noise under a valid header used to pass cloned_audio (caught only by recognition).
+    assert errors["bad5"].startswith("audio from the cloner: noise, not speech")
     trimmed = load_manifest(chara_home / "assets" / "trimmed_clips" / "kiki" / "en")
     reasons = {r.id: r.reason for r in trimmed.rejections}
-    assert reasons["bad3"] == "no_words"
-    assert {"bad1", "bad2", "bad4"} <= set(reasons) and reasons["bad1"] == "cloner"
+    assert {"bad1", "bad2", "bad3", "bad4", "bad5"} <= set(reasons)
+    assert {reasons[f"bad{i}"] for i in range(1, 6)} == {"cloner"}
     accepted = {c.id for c in trimmed.clips}
     assert accepted <= {"good1", "good2", "good3"} and len(accepted) >= 2  # the rest goes on
 

@@ -65,3 +65,53 @@ def test_errors_recorded_as_data_and_retried(tmp_path) -> None:
 def test_step_names_are_checked(tmp_path) -> None:
     with pytest.raises(ValueError, match="work step name"):
         WorkCache(tmp_path).step("../escape")
+
+
+def test_a_record_carries_the_hash_of_its_files(tmp_path) -> None:
+    import hashlib
+
+    step = WorkCache(tmp_path).step("upper")
+    item = step.get_or_compute({"text": "abc"}, _compute_text("abc"))
+    record = json.loads((step.folder / f"{item.key}.json").read_text())
+    assert record["sha256"] == {".txt": hashlib.sha256(b"ABC").hexdigest()}
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda path: path.write_bytes(path.read_bytes()[:1]),  # truncated
+        lambda path: path.write_bytes(b"XYZ"),  # rewritten in place, same size
+        lambda path: path.write_bytes(b""),  # emptied
+    ],
+    ids=["truncated", "same-size-rewrite", "emptied"],
+)
+def test_a_file_that_no_longer_matches_its_record_is_computed_again(tmp_path, damage) -> None:
+    step = WorkCache(tmp_path).step("upper")
+    item = step.get_or_compute({"text": "abc"}, _compute_text("abc"))
+    damage(item.files[".txt"])
+
+    again = WorkCache(tmp_path).step("upper")
+    assert again.get(item.key) is None
+    fixed = again.get_or_compute({"text": "abc"}, _compute_text("abc"))
+    assert (again.computed, again.reused, again.damaged) == (1, 0, {item.key})
+    assert fixed.files[".txt"].read_text() == "ABC"
+    assert WorkCache(tmp_path).step("upper").get(item.key).result == {"length": 3}
+
+
+def test_a_file_damaged_during_a_run_is_seen_by_the_same_step(tmp_path) -> None:
+    step = WorkCache(tmp_path).step("upper")
+    item = step.get_or_compute({"text": "abc"}, _compute_text("abc"))
+    assert step.get(item.key) is not None  # verified once, remembered by size/mtime/inode
+    item.files[".txt"].write_bytes(b"AB")  # (a new size: mtime may not tick within ~4 ms)
+    assert step.get(item.key) is None
+
+
+def test_records_from_before_hashes_are_still_read(tmp_path) -> None:
+    step = WorkCache(tmp_path).step("upper")
+    item = step.get_or_compute({"text": "abc"}, _compute_text("abc"))
+    path = step.folder / f"{item.key}.json"
+    record = json.loads(path.read_text())
+    del record["sha256"]
+    path.write_text(json.dumps(record))
+    found = WorkCache(tmp_path).step("upper").get(item.key)
+    assert found is not None and found.files[".txt"].read_text() == "ABC"

@@ -20,8 +20,16 @@ def _language(value: str) -> str:
     return get_language(value).code
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only spaces")
+    return value
+
+
 Slug = Annotated[str, AfterValidator(_slug)]
 LanguageCode = Annotated[str, AfterValidator(_language)]
+# Text a person wrote: a value of only spaces is as empty as no value (and says nothing).
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
 
 
 class VoiceClip(BaseModel):
@@ -30,7 +38,7 @@ class VoiceClip(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     file: Path = Field(description="audio file, relative to the character's YAML file")
-    text: str = Field(min_length=1, description="exact transcription of the recording")
+    text: NonBlank = Field(description="exact transcription of the recording")
     language: LanguageCode | None = Field(
         default=None, description="language spoken; default: the character's first language"
     )
@@ -42,12 +50,12 @@ class Character(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Slug = Field(description="partition key and folder name; must equal the file name")
-    display_name: str = Field(min_length=1)
+    display_name: NonBlank
     gender: Literal["female", "male", "neutral"]
-    description: str = Field(min_length=1, description="personality, for paraphrasing")
+    description: NonBlank = Field(description="personality, for paraphrasing")
     languages: list[LanguageCode] = Field(min_length=1)
     voice_sample: list[VoiceClip] = Field(min_length=1)
-    banned_words: list[str] = Field(
+    banned_words: list[NonBlank] = Field(
         default_factory=list,
         description="words never to appear in the character's voice dataset (any case)",
     )
@@ -76,9 +84,9 @@ class User(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Slug
-    display_name: str = Field(min_length=1)
+    display_name: NonBlank
     description: str = Field(default="", description="who the user is, for paraphrasing")
-    relationships: dict[str, str] = Field(
+    relationships: dict[str, NonBlank] = Field(
         default_factory=dict,
         description="character name -> how the character and the user relate",
     )

@@ -3,13 +3,20 @@
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from chara_resources.paths import check_slug
 from chara_resources.settings import PROJECT_ROOT
 
 from ..languages import Language, get_language
 from ..partitions import parse_partition_key
-from .catalog import Catalog, load_catalog, load_character
+from .catalog import (
+    Catalog,
+    default_voice_folders,
+    find_config_file,
+    load_catalog,
+    load_character,
+)
 from .models import Character
 
 
@@ -22,6 +29,11 @@ class CharacterCatalog(dg.ConfigurableResource):
 
     characters_dir: str = "characters"
     users_dir: str = "users"
+    voice_folders: list[str] = Field(
+        default_factory=default_voice_folders,
+        description="folders outside the characters folder and the project that voice files "
+        "may be in (CHARA_VOICE_FOLDERS, separated by ':')",
+    )
 
     def _path(self, value: str) -> Path:
         path = Path(value).expanduser()
@@ -35,28 +47,38 @@ class CharacterCatalog(dg.ConfigurableResource):
     def users_path(self) -> Path:
         return self._path(self.users_dir)
 
-    def load(self) -> Catalog:
-        return load_catalog(self.characters_path, self.users_path)
+    @property
+    def voice_paths(self) -> list[Path]:
+        return [self._path(folder) for folder in self.voice_folders]
 
-    def character(self, name: str) -> Character:
-        """Read one character's file (raises ConfigError naming the file if it is broken)."""
+    def load(self, *, check_audio: bool = False) -> Catalog:
+        """Every character and user file; ``check_audio`` also decodes every voice file."""
+        return load_catalog(
+            self.characters_path,
+            self.users_path,
+            voice_folders=self.voice_paths,
+            check_audio=check_audio,
+        )
+
+    def character(self, name: str, *, check_audio: bool = False) -> Character:
+        """Read one character's file (raises ConfigError naming the file if it is broken;
+        ``check_audio``: its voice files are decoded and checked too)."""
         check_slug(name, "character name")
-        path = self.characters_path / f"{name}.yaml"
-        if not path.exists():
-            alternative = path.with_suffix(".yml")
-            if not alternative.exists():
-                raise CharacterNotAvailable(
-                    f"character {name!r} has no file {path} (was it removed? its stored "
-                    "data is kept)"
-                )
-            path = alternative
-        return load_character(path)
+        path = find_config_file(self.characters_path, name)
+        if path is None:
+            raise CharacterNotAvailable(
+                f"character {name!r} has no file {self.characters_path / name}.yaml (was it "
+                "removed? its stored data is kept)"
+            )
+        return load_character(path, voice_folders=self.voice_paths, check_audio=check_audio)
 
-    def for_partition(self, context: dg.AssetExecutionContext) -> tuple[Character, Language]:
+    def for_partition(
+        self, context: dg.AssetExecutionContext, *, check_audio: bool = False
+    ) -> tuple[Character, Language]:
         """The character and language of the running partition; fails at once for a language
         the character does not speak."""
         partition = parse_partition_key(context.partition_key)
-        character = self.character(partition.character)
+        character = self.character(partition.character, check_audio=check_audio)
         if partition.language not in character.languages:
             raise CharacterNotAvailable(
                 f"character {character.name!r} does not speak {partition.language!r} "

@@ -5,8 +5,6 @@ avatar_media -> embedding_sets -> identity_annotations (a person, external) -> i
 """
 
 import base64
-import os
-import shutil
 from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -19,6 +17,7 @@ from chara_resources.avatar import AvatarResource, replace_dataset
 from chara_resources.brainbox import BrainBoxResource
 from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
+from chara_resources.paths import copy_file
 from chara_resources.settings import brainbox_pool
 from chara_resources.storage import ChraStorage
 from chara_resources.work_cache import file_sha256
@@ -53,14 +52,6 @@ def _problems_md(problems: list[Problem], limit: int = 20) -> dg.MetadataValue:
 def _counts_md(counts: dict[str, int], what: str) -> dg.MetadataValue:
     rows = "\n".join(f"| {user} | {n} |" for user, n in sorted(counts.items()))
     return dg.MetadataValue.md(f"| user | {what} |\n|---|---|\n{rows}")
-
-
-def _link(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
 
 
 # -- avatar_media --------------------------------------------------------------------------
@@ -145,7 +136,7 @@ def avatar_media(
                 problems.append(Problem(name=item.name, error=record.error or "download failed"))
                 continue
             local = f"dataset/{item.user}/{item.base_name}" if item.user else f"cache/{item.name}"
-            _link(next(iter(record.files.values())), folder / local)
+            copy_file(next(iter(record.files.values())), folder / local)
             files.append(
                 MediaFile(
                     sha256=record.result["sha256"],
@@ -288,7 +279,7 @@ def embedding_sets(
             context.log.warning(f"{where}: labelled as {users} in Avatar; taken as unlabelled")
         first = sorted(copies, key=lambda c: c.user is None)[0]
         local = f"samples/{sha[:16]}{_suffix(first.file)}"
-        _link(avatar_media.path(first.file), folder / local)
+        copy_file(avatar_media.path(first.file), folder / local)
         samples.append(
             EmbeddedSample(
                 id=sha[:16],
@@ -426,7 +417,7 @@ def identity_dataset(
             continue
         name = _dataset_name(outcome.user, sample, set(uploads))
         local = f"current/{name}"
-        _link(embedding_sets.path(sample.file), folder / local)
+        copy_file(embedding_sets.path(sample.file), folder / local)
         uploads[name] = folder / local
         entries.append(
             DatasetEntry(

@@ -241,21 +241,27 @@ class ParaphraseSetsConfig(dg.Config):
     )
     paraphrases_upper_count: int = Field(
         default=0,
+        ge=0,
         description="take only template groups with at most this many paraphrases on Avatar "
         "(0: only new ones)",
     )
     paraphrases_per_answer: int = Field(
-        default=5, description="paraphrases asked for per group; also the number wanted"
+        default=5,
+        ge=1,
+        le=100,
+        description="paraphrases asked for per group; also the number wanted",
     )
-    max_attempts: int = Field(default=3, description="questions per group at most")
-    batch_size: int = Field(default=20, description="template groups per BrainBox batch")
+    max_attempts: int = Field(default=3, ge=1, description="questions per group at most")
+    batch_size: int = Field(default=20, ge=1, description="template groups per BrainBox batch")
     translate_options: bool = Field(
         default=True,
         description="ask the LLM for option words a template lacks in the language (majority "
         "of case_votes answers); otherwise the option's value is said",
     )
     case_votes: int = Field(
-        default=3, description="de/ru: answers asked per variable for its case (majority wins)"
+        default=3,
+        ge=1,
+        description="de/ru: answers asked per variable for its case (majority wins)",
     )
     user: str = Field(
         default="",
@@ -265,10 +271,15 @@ class ParaphraseSetsConfig(dg.Config):
     )
     max_rejection: float = Field(
         default=0.8,
+        ge=0.0,
+        le=1.0,
         description="the rejection_rate check warns when more of the LLM's lines are rejected",
     )
     max_failure_ratio: float = Field(
-        default=0.5, description="the asset fails if more LLM jobs than this share fail"
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="the asset fails if more LLM jobs than this share fail",
     )
 
 

@@ -36,11 +36,19 @@ class VoiceSample(FolderManifest):
 
 
 class VoiceSampleConfig(dg.Config):
-    sample_rate: int = Field(default=22050, description="Hz; Piper voices use 22050")
-    target_level_db: float = Field(
-        default=-22.0, description="mean RMS level of the voiced frames, dBFS"
+    sample_rate: int = Field(
+        default=22050, ge=8000, le=192000, description="Hz; Piper voices use 22050"
     )
-    gap_s: float = Field(default=0.4, description="silence between concatenated clips")
+    target_level_db: float = Field(
+        default=-22.0,
+        ge=-50.0,
+        le=-6.0,
+        description="mean RMS level of the voiced frames, dBFS (-50 to -6: louder speech "
+        "clips at the -1 dBFS peak limit)",
+    )
+    gap_s: float = Field(
+        default=0.4, ge=0.0, le=10.0, description="silence between concatenated clips, seconds"
+    )
 
 
 @dg.asset(
@@ -60,7 +68,8 @@ def voice_sample(
 ) -> dg.MaterializeResult:
     from .audio import as_dict, concatenate, level_clip
 
-    character, language = characters.for_partition(context)
+    # Decodes every voice file with the check ``chara check`` runs (same messages).
+    character, language = characters.for_partition(context, check_audio=True)
     clips, same_language = character.clips_for(language.code)
     if not same_language:
         context.log.warning(

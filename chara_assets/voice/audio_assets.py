@@ -4,8 +4,6 @@ line voiced by it.
 reviewed_corpus -> augmented_lines -> cloned_audio <- cloner_voice <- voice_sample
 """
 
-import os
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +12,7 @@ from pydantic import BaseModel, Field
 from chara_resources.brainbox import BrainBoxResource
 from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
+from chara_resources.paths import copy_file
 from chara_resources.settings import brainbox_pool
 from chara_resources.storage import ChraStorage
 from chara_resources.work_cache import file_sha256
@@ -73,16 +72,6 @@ class ClonedAudio(FolderManifest):
     voice_id: str
     clips: list[Clip]
     errors: list[ClipError]
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link a work-cache file into an asset folder (same storage root: no copy of
-    an hour of audio); copy where links are not possible."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
 
 
 def _server_name(brainbox: BrainBoxResource, context: dg.AssetExecutionContext) -> str:
@@ -174,20 +163,30 @@ def augmented_lines(
 
 class ClonedAudioConfig(dg.Config):
     max_failure_ratio: float = Field(
-        default=0.5, description="the asset fails when more lines than this failed to voice"
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="the asset fails when a larger share of the lines failed to voice",
     )
 
 
-def _audio_problem(path: Path) -> str | None:
-    import soundfile as sf
+# A voiced line lasts about len(text)/15 s; far outside these bounds it is not that line.
+_MIN_S_PER_CHAR = 1 / 40
+_MAX_S_PER_CHAR = 1 / 3
 
-    try:
-        info = sf.info(path)
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        return f"unreadable audio from the cloner ({exc})"
-    if info.frames == 0:
-        return "empty audio from the cloner"
-    return None
+
+def clip_problem(path: Path, text: str) -> str | None:
+    """Why the cloner's clip for ``text`` cannot be used, or None: a cheap decode and sanity
+    check (readable, not empty, silent or noise, a plausible length for the text) before the
+    clip counts as voiced; what is said is checked later, by recognition."""
+    from .audio import speech_problem
+
+    problem = speech_problem(
+        path,
+        min_s=max(0.3, len(text) * _MIN_S_PER_CHAR),
+        max_s=5.0 + len(text) * _MAX_S_PER_CHAR,
+    )
+    return None if problem is None else f"audio from the cloner: {problem}"
 
 
 @dg.asset(
@@ -231,13 +230,13 @@ def cloned_audio(
     for line, job, record in zip(augmented_lines.lines, jobs, outcome.records(), strict=True):
         error = record.error
         if error is None:
-            error = _audio_problem(record.files[".wav"])
+            error = clip_problem(record.files[".wav"], line.augmented)
             if error is not None:  # stored as an error: a re-run voices it again
                 step.put(record.key, job.cache_inputs(), error=error)
         if error is not None:
             errors.append(ClipError(id=line.id, line=line.line, error=error))
             continue
-        _link_or_copy(record.files[".wav"], folder / "clips" / f"{line.id}.wav")
+        copy_file(record.files[".wav"], folder / "clips" / f"{line.id}.wav")
         duration = sf.info(record.files[".wav"]).duration
         clips.append(
             Clip(

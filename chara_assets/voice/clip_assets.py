@@ -6,7 +6,7 @@ cloned_audio -> trimmed_clips -> piper_archive
 import base64
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import numpy as np
@@ -16,6 +16,7 @@ from chara_resources.brainbox import BrainBoxResource
 from chara_resources.brainbox_client import BrainBoxClient
 from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
+from chara_resources.paths import copy_file
 from chara_resources.settings import brainbox_pool
 from chara_resources.storage import ChraStorage
 from chara_resources.work_cache import WorkCache, file_sha256
@@ -23,7 +24,7 @@ from chara_resources.work_cache import WorkCache, file_sha256
 from ..partitions import character_language_partitions
 from . import checks
 from .assets import VoiceSample
-from .audio_assets import ClonedAudio, ClonerVoice, _link_or_copy
+from .audio_assets import ClonedAudio, ClonerVoice, clip_problem
 
 STAND_IN_CLONER = "StandInVoice"
 
@@ -65,18 +66,32 @@ class TrimmedClips(FolderManifest):
 
 
 class TrimmedClipsConfig(dg.Config):
-    target_hours: float = Field(default=1.0, description="stop re-voicing once this is verified")
-    max_attempts: int = Field(default=3, description="voicings per line, the first included")
-    max_distance: int = Field(default=2, description="Levenshtein distance that always passes")
-    min_similarity: float = Field(default=0.75, description="speaker similarity to pass")
-    max_pause_s: float = Field(default=0.8, description="longest silence inside a clip")
+    target_hours: float = Field(
+        default=1.0, gt=0, description="stop re-voicing once this is verified"
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, le=20, description="voicings per line, the first included"
+    )
+    max_distance: int = Field(
+        default=2, ge=0, description="Levenshtein distance that always passes"
+    )
+    min_similarity: float = Field(
+        default=0.75, ge=-1.0, le=1.0, description="speaker similarity (cosine) to pass"
+    )
+    max_pause_s: float = Field(default=0.8, gt=0, description="longest silence inside a clip")
     warn_acceptance: float = Field(
-        default=0.8, description="the acceptance_rate check warns below this share of lines"
+        default=0.8,
+        ge=0.0,
+        le=1.0,
+        description="the acceptance_rate check warns below this share of lines",
     )
     min_acceptance: float = Field(
-        default=0.5, description="below this share of lines, the check blocks the Piper archive"
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="below this share of lines, the check blocks the Piper archive",
     )
-    speaker_reference: str = Field(
+    speaker_reference: Literal["auto", "sample", "clips"] = Field(
         default="auto",
         description="'sample': the character's voice sample; 'clips': the mean voice of the "
         "clips (finds clips that do not sound like the rest); 'auto': the sample, except with "
@@ -205,8 +220,6 @@ def trimmed_clips(
     if reference_mode == "auto":
         stand_in = brainbox.call("cloner", "voice_to_text").decider == STAND_IN_CLONER
         reference_mode = "clips" if stand_in else "sample"
-    if reference_mode not in ("sample", "clips"):
-        raise dg.Failure(f"speaker_reference {config.speaker_reference!r}: use auto/sample/clips")
 
     folder = storage.staging(context)
     accepted: list[TrimmedClip] = []
@@ -294,7 +307,7 @@ def trimmed_clips(
             else:
                 verdict_reason, details = verdict.reason or "unknown", _json_safe(verdict.details)
             kept = f"rejected/{candidate.id}-{candidate.attempt}.wav"
-            _link_or_copy(candidate.wav, folder / kept)
+            copy_file(candidate.wav, folder / kept)
             rejections.append(
                 Rejection(
                     id=candidate.id,
@@ -322,11 +335,16 @@ def trimmed_clips(
             )
             for i, line in revoice
         ]
+        revoiced = work.step("revoiced")
         outcome = brainbox.run(
-            context, work.step("revoiced"), "cloner", "voice_to_text", jobs, result_file=".wav"
+            context, revoiced, "cloner", "voice_to_text", jobs, result_file=".wav"
         )
         pending = []
-        for (i, line), record in zip(revoice, outcome.records(), strict=True):
+        for (i, line), job, record in zip(revoice, jobs, outcome.records(), strict=True):
+            if record.ok:
+                problem = clip_problem(record.files[".wav"], augmented.get(i) or line)
+                if problem is not None:  # stored as an error: a re-run voices it again
+                    record = revoiced.put(record.key, job.cache_inputs(), error=problem)
             if record.ok:
                 pending.append(
                     _Candidate(

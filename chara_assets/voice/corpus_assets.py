@@ -91,9 +91,9 @@ class SentencePoolConfig(dg.Config):
     extra_files: list[str] = Field(
         default_factory=list, description="more plain-text corpus files for this language"
     )
-    min_length: int = 80
-    max_length: int = 100
-    max_capitals: int = 4
+    min_length: int = Field(default=80, ge=1, le=1000, description="shortest sentence kept")
+    max_length: int = Field(default=100, ge=1, le=1000, description="longest sentence kept")
+    max_capitals: int = Field(default=4, ge=0, description="capital letters a sentence may have")
 
 
 def _corpus_folder_files(language: str) -> list[Path]:
@@ -123,6 +123,11 @@ def sentence_pool(
     from .corpus import default_corpus_files, load_corpus
     from .sentences import Dictionary, filter_sentences, split_sentences
 
+    if config.min_length > config.max_length:
+        raise dg.Failure(
+            f"sentence_pool config: min_length ({config.min_length}) is greater than "
+            f"max_length ({config.max_length}); no sentence could pass"
+        )
     language = get_language(context.partition_key)
     extra = [Path(f) for f in config.extra_files] + _corpus_folder_files(language.code)
     sources = [str(p) for p in default_corpus_files(language.code)] + [str(p) for p in extra]
@@ -205,7 +210,9 @@ def pool_phonemes(
 
 class TextCorpusConfig(dg.Config):
     target: int = Field(
-        default=600, description="sentences to select (about an hour of speech at ~6 s each)"
+        default=600,
+        ge=1,
+        description="sentences to select (about an hour of speech at ~6 s each)",
     )
     foreign: Literal["drop", "ignore"] = Field(
         default="drop", description="sentences with foreign words or non-native phonemes"

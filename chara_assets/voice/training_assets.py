@@ -94,17 +94,21 @@ class PiperCheckpointsConfig(dg.Config):
         "en lessac, de thorsten, ru denis; the embedded trainer: en joe, the packaged voice, "
         "de/ru from scratch); an empty name trains from scratch",
     )
-    epochs: int = Field(default=5, description="epochs to train (on top of the base model)")
-    checkpoint_epochs: int = Field(default=1, description="a checkpoint every K epochs")
-    batch_size: int = Field(default=8, description="clips per step (memory grows with it)")
-    sample_rate: int = Field(default=22050, description="Hz; the archive must have this rate")
+    epochs: int = Field(default=5, ge=1, description="epochs to train (on top of the base model)")
+    checkpoint_epochs: int = Field(default=1, ge=1, description="a checkpoint every K epochs")
+    batch_size: int = Field(default=8, ge=1, description="clips per step (memory grows with it)")
+    sample_rate: int = Field(
+        default=22050, ge=8000, le=192000, description="Hz; the archive must have this rate"
+    )
     quality: str = Field(default="medium", description="x_low, medium or high")
-    validation_split: float = Field(default=0.0, description="share of clips for val_* losses")
+    validation_split: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="share of clips for val_* losses"
+    )
     keep_training_files: bool = Field(
         default=True,
         description="keep the checkpoints (~200 MB each) on the trainer after exporting them",
     )
-    poll_s: float = Field(default=10.0, description="seconds between progress polls")
+    poll_s: float = Field(default=10.0, gt=0, description="seconds between progress polls")
 
 
 def _parameters(config: PiperCheckpointsConfig, language: str, production: bool) -> dict:
@@ -313,7 +317,7 @@ class CheckpointReport(FolderManifest):
 
 class CheckpointReportConfig(dg.Config):
     text: str = Field(default="", description="what every checkpoint says; default per language")
-    training_clips: int = Field(default=3, description="training clips shown for comparison")
+    training_clips: int = Field(default=3, ge=0, description="training clips shown for comparison")
 
 
 def _voice_tar(checkpoints: PiperCheckpoints, checkpoint: PiperCheckpoint, folder: Path) -> Path:
