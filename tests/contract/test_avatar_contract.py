@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from chara_assets.identification.assets import ASSETS as IDENTIFICATION
@@ -137,13 +138,13 @@ def test_the_assistant_says_charas_paraphrase_for_the_character_as_kaia_names_it
     made = run(paraphrase_sets, "kiki|en", paraphrase_sets=config)
     assert made.success, failure_message(made)
     assert run(avatar_paraphrases, "kiki|en").success
-    sets = load_manifest(chara_home / "assets" / "paraphrase_sets" / "kiki" / "en")
-    assert {p.character for p in sets.paraphrases} == {"Kiki"}
 
     live_avatar.start_daemon()
     utterance = _timer_utterance(templates_dir)
     said = live_avatar.say(utterance, language="en", character="Kiki")
     assert said == "Tick tock, Kiki here: your second timer runs three minutes!"
+    sets = load_manifest(chara_home / "assets" / "paraphrase_sets" / "kiki" / "en")
+    assert {p.character for p in sets.paraphrases} == {"Kiki"}
     # Another character of the assistant keeps the assistant's own line.
     assert live_avatar.say(utterance, language="en", character="Boris") == (
         "The second timer is set for three minutes."
@@ -255,11 +256,13 @@ def _identification_run(resources, instance, avatar: ContractAvatar, brainbox_ur
 
 
 def _label_and_upload(run, modality: str, users: list[str], home: Path, truth: dict) -> None:
+    """chara's chain: collect, embed, a person labels every new sample, upload."""
     assert run(avatar_media, modality, avatar_media=AvatarMediaConfig(users=users)).success
     embedded = run(embedding_sets, modality)
     assert embedded.success, failure_message(embedded)
     embedding_set = load_manifest(home / "assets" / "embedding_sets" / modality)
-    assert label_everything(write_task_for(embedding_set, home), truth) == len(truth)
+    new = sum(s.user is None for s in embedding_set.samples)
+    assert label_everything(write_task_for(embedding_set, home), truth) == new
     uploaded = run(identity_dataset, modality)
     assert uploaded.success, failure_message(uploaded)
 
@@ -268,31 +271,44 @@ def test_the_speaker_service_identifies_a_new_recording_with_charas_dataset(
     live_avatar: ContractAvatar, avatar_brainbox, resources, instance, chara_home: Path,
     tmp_path: Path,
 ) -> None:  # fmt: skip
+    current = live_avatar.resources / "SpeakerIdentificationService" / "current"
     truth, held_out = {}, {}
     for user, voice in VOICES.items():
         for i, text in enumerate(SENTENCES):
             path = tmp_path / "voices" / f"{user}-{i}.wav"
             path.parent.mkdir(exist_ok=True)
             subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
-            if i == len(SENTENCES) - 1:
-                held_out[user] = path  # uploaded after chara's dataset: never labelled
-                continue
-            _upload_cache(live_avatar, path, "recording-", ".wav")
             truth[_content_id(path)] = user
+            if i == 0:  # a labelled set from before, each user's file named 1.wav
+                (current / user).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, current / user / "1.wav")
+            elif i < len(SENTENCES) - 1:  # recordings the assistant made
+                _upload_cache(live_avatar, path, "recording-", ".wav")
+            else:  # uploaded after chara's dataset: never labelled
+                held_out[user] = path
     run = _identification_run(resources, instance, live_avatar, avatar_brainbox[0])
     _label_and_upload(run, "voice", sorted(VOICES), chara_home, truth)
-    current = live_avatar.resources / "SpeakerIdentificationService" / "current"
     assert sorted(p.name for p in current.iterdir()) == sorted(VOICES)
 
     live_avatar.start_daemon()
     for user, path in held_out.items():
         name = _upload_cache(live_avatar, path, "recording-", ".wav")
         assert live_avatar.identify_voice(name) == user
-    # The service embedded every uploaded sample itself, through BrainBox (a failed job would
-    # leave the vector null, and that sample would not vote).
+    # The service embedded every sample of chara's set itself, through BrainBox, from a copy
+    # in its cache under the bare file name: each vector is that file's voice (two files named
+    # 1.wav would both get the first one's vector).
+    embedded = load_manifest(chara_home / "assets" / "embedding_sets" / "voice")
+    chara_vectors = {s.id: embedded.matrix()[s.row] for s in embedded.samples}
     base = json.loads((current / "base.json").read_text())
     assert sorted(base) == sorted(VOICES)
-    assert all(len(base[u]) == 6 and all(v for v in base[u].values()) for u in VOICES)
+    for user in VOICES:
+        files = sorted((current / user).iterdir())
+        assert len(files) == len(SENTENCES) - 1 == len(base[user])
+        for path in files:
+            kaia = np.asarray(base[user][path.name], dtype=float)  # null: the job failed
+            ours = chara_vectors[_content_id(path)]
+            cosine = kaia @ ours / (np.linalg.norm(kaia) * np.linalg.norm(ours))
+            assert cosine > 0.99, (user, path.name, cosine)
 
 
 RED, BLUE = (220, 30, 30), (30, 60, 220)
