@@ -97,7 +97,7 @@ TIMER = {"index": 2, "count": 3, "unit": "minute"}
 OURS = "Tick tock, Kiki here: your {index} timer runs {count+unit}!"
 
 
-def _record_answer(home: Path, resources, templates_dir: Path, answer: str) -> None:
+def _record_answer(home: Path, resources, templates_dir: Path, answer: str, user: str = "") -> None:
     """The LLM's answer to the timer_set question, as a finished run left it in the work cache
     (this BrainBox has no LLM; nothing is asked again)."""
     brainbox = BrainBoxResource(url="http://127.0.0.1:9", retry_for_s=1, role_profile="embedded")
@@ -105,7 +105,8 @@ def _record_answer(home: Path, resources, templates_dir: Path, answer: str) -> N
     work = WorkCache(home / "work" / "paraphrase_sets" / "kiki" / "en")
     step = work.step("answers", {"llm": f"{call.decider}:{call.parameter}"})
     spec = load_templates(templates_dir).templates["timer_set"]
-    persona, _ = _persona(resources["characters"].character("kiki"), resources["characters"], "")
+    catalog = resources["characters"]
+    persona, _ = _persona(catalog.character("kiki"), catalog, user)
     for group in spec.groups("en"):
         job = paraphrase_job(group, persona, 1, 0)
         step.put(step.key(job.cache_inputs(), job.label), job.cache_inputs(), result=answer)
@@ -189,6 +190,30 @@ def test_records_under_the_file_name_are_never_served_and_not_counted(
         upload.asset_materializations_for_node("avatar_paraphrases")[0].metadata["uploaded"].value
         == 1
     )
+
+
+def test_a_users_paraphrase_is_served_for_the_name_identification_answers(
+    live_avatar: ContractAvatar, resources, instance, chara_home: Path, templates_dir: Path
+) -> None:
+    """A paraphrase for one user carries the user's file name, ``sam``: the name kaia's
+    identification services answer with for chara's ``sam/`` folder (the speaker test below).
+    kaia matches it exactly too."""
+    _record_answer(chara_home, resources, templates_dir, f"- {OURS}", user="sam")
+    run = _paraphrase_run(resources, instance, live_avatar, templates_dir)
+    config = ParaphraseSetsConfig(
+        templates=["timer_set"], max_attempts=1, paraphrases_per_answer=1, user="sam"
+    )
+    assert run(avatar_paraphrase_stats, "kiki|en").success
+    assert run(paraphrase_sets, "kiki|en", paraphrase_sets=config).success
+    assert run(avatar_paraphrases, "kiki|en").success
+
+    live_avatar.start_daemon()
+    utterance = _timer_utterance(templates_dir)
+    ours = "Tick tock, Kiki here: your second timer runs three minutes!"
+    assert live_avatar.say(utterance, language="en", character="Kiki", user="sam") == ours
+    original = "The second timer is set for three minutes."
+    for other in ("Sam", None):
+        assert live_avatar.say(utterance, language="en", character="Kiki", user=other) == original
 
 
 def test_services_load_new_files_only_when_they_initialize(
