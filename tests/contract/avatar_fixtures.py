@@ -4,7 +4,7 @@
 own ``AvatarDaemon`` with the services chara feeds (``tests.contract.avatar_daemon``) as local
 processes on loopback, and :class:`ContractAvatar` talks to them the way the assistant's parts
 do: messages on Avatar's bus, files in its folders. Facts about how kaia configures them:
-docs/kaia-5.2-servers.md ("Avatar's daemon and services").
+docs/kaia-5.2-servers.md (§4, "The daemon and its services, as the assistant runs them").
 
 The daemon's services call a BrainBox for their models. Which one is the caller's choice
 (``brainbox_url``), with its cache folder (``brainbox_cache``): kaia's own app gives Avatar
