@@ -270,3 +270,32 @@ def test_real_speech_passes_the_voice_file_check(folder: Path) -> None:
 def test_the_demo_voices_pass_the_voice_file_check() -> None:
     catalog = load_catalog(PROJECT_ROOT / "characters", PROJECT_ROOT / "users", check_audio=True)
     assert catalog.errors == [] and sorted(catalog.characters) == ["boris", "kiki"]
+
+
+def test_avatar_name_defaults_to_the_display_name(folder: Path) -> None:
+    assert load_character(_write(folder, "alice.yaml", VALID)).avatar_name == "Alice"
+    given = load_character(_write(folder, "alice.yaml", "avatar_name: Ally\n" + VALID))
+    assert given.avatar_name == "Ally" and given.name == "alice"
+    demo = load_catalog(PROJECT_ROOT / "characters").characters
+    assert {c.name: c.avatar_name for c in demo.values()} == {"boris": "Boris", "kiki": "Kiki"}
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("''", "is blank"),
+        ("'   '", "is blank"),
+        ("' Alice'", "starts or ends with a space; Avatar matches the name exactly"),
+        ('"Al\\nice"', "holds a line break"),
+    ],
+)
+def test_a_bad_avatar_name_names_the_field(folder: Path, value: str, problem: str) -> None:
+    error = _error(folder, "alice.yaml", f"avatar_name: {value}\n" + VALID)
+    [(field, message)] = error.problems
+    assert field == "avatar_name" and problem in message
+
+
+def test_a_blank_display_name_cannot_be_the_default_avatar_name(folder: Path) -> None:
+    error = _error(folder, "alice.yaml", VALID.replace("display_name: Alice", "display_name: ' '"))
+    # one problem, named once: the blank display name (not a second one for the Avatar name)
+    assert error.problems == [("display_name", "must not be empty or only spaces")]

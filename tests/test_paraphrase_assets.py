@@ -135,12 +135,12 @@ def test_uploaded_paraphrases_are_what_the_live_service_says(
     spec = load_templates(templates_dir).templates["timer_set"]
     template = to_grammatron(spec)
     service = _service(avatar_server.folder)
-    said = _say(service, template, {"index": 2, "count": 1, "unit": "minute"}, "en", "kiki")
+    said = _say(service, template, {"index": 2, "count": 1, "unit": "minute"}, "en", "Kiki")
     assert said == "Tick tock! Your second timer runs one minute."
-    said = _say(service, template, {"count": 21, "unit": "minute"}, "ru", "boris")
+    said = _say(service, template, {"count": 21, "unit": "minute"}, "ru", "Boris")
     assert said == "Ладно, жду двадцать одну минуту."
     # Another character keeps the original line.
-    said = _say(service, template, {"count": 5, "unit": "hour"}, "en", "boris")
+    said = _say(service, template, {"count": 5, "unit": "hour"}, "en", "Boris")
     assert said == "Timer set for five hours."
 
     # Idempotent: the same partition again uploads nothing.
@@ -258,10 +258,10 @@ def test_chain_end_to_end_with_the_real_small_llm(
     if sets.paraphrases:  # the 135M model rarely keeps a variable; a goodbye it may manage
         service = _service(avatar_server.folder)
         spec = load_templates(templates_dir).templates["goodbye"]
-        said = {_say(service, to_grammatron(spec), {}, "en", "kiki") for _ in range(8)}
+        said = {_say(service, to_grammatron(spec), {}, "en", "Kiki") for _ in range(8)}
         # Ours as the service renders them (grammatron ends a sentence with a full stop).
         mine = {_render(paraphrase_template(spec, Paraphrase(**p.model_dump(
-                    exclude={"record_id"}))), "en", "kiki")
+                    exclude={"record_id"}))), "en", "Kiki")
                 for p in sets.paraphrases if p.template == "goodbye"}  # fmt: skip
         originals = {line.text for line in spec.lines["en"]}  # "Goodbye!", "See you later!"
         # The service says ours, and never anything but ours or the assistant's own line (its
@@ -362,8 +362,8 @@ def test_recorded_answers_give_voted_cases_and_translated_words(
     assert run(avatar_paraphrases, "boris|ru").success
     service = _service(chara_home / "avatar")
     template = to_grammatron(spec)
-    said = _say(service, template, {"count": 21, "unit": "minute"}, "ru", "boris")
+    said = _say(service, template, {"count": 21, "unit": "minute"}, "ru", "Boris")
     assert said == "Ладно, жду двадцать одну минуту."
-    assert _say(service, template, {"count": 5, "unit": "hour"}, "ru", "boris") == (
+    assert _say(service, template, {"count": 5, "unit": "hour"}, "ru", "Boris") == (
         "Ладно, жду пять часов."
     )

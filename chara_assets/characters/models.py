@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chara_resources.paths import check_slug
 
@@ -32,6 +32,25 @@ LanguageCode = Annotated[str, AfterValidator(_language)]
 NonBlank = Annotated[str, AfterValidator(_not_blank)]
 
 
+def check_avatar_name(value: str, source: str = "") -> str:
+    """A name as the assistant's settings spell it, for records on Avatar.
+
+    kaia-avatar matches it exactly (``Kiki`` is not ``kiki``), so it may not be blank, start or
+    end with a space, or hold a line break or other control character. Errors: ``ValueError``
+    naming ``source`` (where the name came from) when given.
+    """
+    what = f"{source} " if source else ""
+    if not value.strip():
+        raise ValueError(f"{what}is blank; Avatar needs the name the assistant's settings use")
+    if value != value.strip():
+        raise ValueError(
+            f"{what}{value!r} starts or ends with a space; Avatar matches the name exactly"
+        )
+    if not value.isprintable():
+        raise ValueError(f"{what}{value!r} holds a line break or another control character")
+    return value
+
+
 class VoiceClip(BaseModel):
     """One recording of the character's voice and what is said in it."""
 
@@ -51,6 +70,12 @@ class Character(BaseModel):
 
     name: Slug = Field(description="partition key and folder name; must equal the file name")
     display_name: NonBlank
+    avatar_name: str | None = Field(
+        default=None,
+        description="the character's name in the assistant's settings, exactly as spelled "
+        "there (Avatar's ParaphraseService matches it exactly); default: display_name. Every "
+        "record chara writes to Avatar carries it",
+    )
     gender: Literal["female", "male", "neutral"]
     description: NonBlank = Field(description="personality, for paraphrasing")
     languages: list[LanguageCode] = Field(min_length=1)
@@ -67,6 +92,19 @@ class Character(BaseModel):
         if duplicates:
             raise ValueError(f"languages listed twice: {', '.join(duplicates)}")
         return value
+
+    @field_validator("avatar_name")
+    @classmethod
+    def _given_avatar_name(cls, value: str | None) -> str | None:
+        return value if value is None else check_avatar_name(value)
+
+    @model_validator(mode="after")
+    def _default_avatar_name(self) -> Character:
+        if self.avatar_name is None:  # after validation it is always set
+            self.avatar_name = check_avatar_name(
+                self.display_name, "display_name, the default avatar_name,"
+            )
+        return self
 
     def clips_for(self, language: str) -> tuple[list[VoiceClip], bool]:
         """The sample clips to use for ``language`` and whether they are in that language.

@@ -362,14 +362,19 @@ class IdentityDataset(FolderManifest):
 
 
 def _dataset_name(user: str, sample: EmbeddedSample, taken: set[str]) -> str:
-    """``<user>/<name>`` on Avatar: the sample's Avatar file name, unique within the user."""
+    """``<user>/<name>`` on Avatar: the sample's Avatar file name, unique in the whole set.
+
+    Unique across users, not only within one: Avatar's identificator copies each sample into
+    its cache under the bare file name and embeds it from there (kaia-avatar 5.2), so
+    ``alice/1.wav`` and ``bob/1.wav`` would both get the vector of whichever came first.
+    ``taken`` holds the bare names used so far.
+    """
     base = PurePosixPath(sample.names[0]).name
-    name = f"{user}/{base}"
-    if name in taken:
+    if base in taken:
         stem = PurePosixPath(base)
-        name = f"{user}/{stem.stem}-{sample.id}{stem.suffix}"
-    taken.add(name)
-    return name
+        base = f"{stem.stem}-{sample.id}{stem.suffix}"
+    taken.add(base)
+    return f"{user}/{base}"
 
 
 @dg.asset(
@@ -407,6 +412,7 @@ def identity_dataset(
     left_out: Counter[str] = Counter()
     entries: list[DatasetEntry] = []
     uploads: dict[str, Path] = {}
+    bare_names: set[str] = set()
     rows: list[int] = []
     for sample, outcome in zip(embedding_sets.samples, outcomes, strict=True):
         if outcome.error:
@@ -415,7 +421,7 @@ def identity_dataset(
         if outcome.user is None:
             left_out[outcome.left_out or "not labelled"] += 1
             continue
-        name = _dataset_name(outcome.user, sample, set(uploads))
+        name = _dataset_name(outcome.user, sample, bare_names)
         local = f"current/{name}"
         copy_file(embedding_sets.path(sample.file), folder / local)
         uploads[name] = folder / local

@@ -4,6 +4,7 @@ their upload in the format the live ParaphraseService loads.
 avatar_paraphrase_stats -> paraphrase_sets -> avatar_paraphrases
 """
 
+import dataclasses
 import pickle
 from collections import Counter
 from typing import Any
@@ -74,7 +75,11 @@ class AvatarParaphraseStats(FolderManifest):
     avatar: str
     files: list[str]
     records_total: int  # in every file, all characters and languages
-    records: list[AvatarRecord]
+    records: list[AvatarRecord]  # under the character's Avatar name: what Avatar serves
+    avatar_name: str = ""  # (absent from manifests written before the field)
+    # Records under the character's file name when it differs from the Avatar name (chara
+    # wrote those before it had Avatar names): Avatar never serves them for the character.
+    records_under_file_name: int = 0
 
 
 class ParaphraseLine(BaseModel):
@@ -187,9 +192,14 @@ def avatar_paraphrase_stats(
         feedback = read_paraphrase_feedback(store)
     finally:
         store.close()
+    avatar_name = character.avatar_name
     mine = []
+    unserved = 0
     for record in records:
-        if record.character != character.name or record.language != language.code:
+        if record.language != language.code:
+            continue
+        if record.character != avatar_name:
+            unserved += record.character == character.name
             continue
         seen = (feedback.get(record.filename) or {}).get("seen", 0)
         mine.append(
@@ -210,20 +220,30 @@ def avatar_paraphrase_stats(
         files=files,
         records_total=len(records),
         records=mine,
+        avatar_name=avatar_name,
+        records_under_file_name=unserved,
     ).bind(storage.staging(context))
+    if unserved:
+        context.log.warning(
+            f"{unserved} paraphrase records on Avatar name the character {character.name!r}, "
+            f"not its Avatar name {avatar_name!r}: Avatar never serves them for "
+            f"{avatar_name!r}, and they are not counted (see docs/paraphrasing.md)"
+        )
     per_template: dict[tuple[str, str], list[int]] = {}
     for r in mine:
         per_template.setdefault((r.original_template_name, r.used_variables_tag), []).append(r.seen)
     context.log.info(
         f"Avatar {store.location}: {len(files)} paraphrase files, {len(records)} records, "
-        f"{len(mine)} for {character.name}|{language.code}"
+        f"{len(mine)} for {avatar_name!r} in {language.code}"
     )
     return dg.MaterializeResult(
         value=stats,
         metadata={
             "avatar": store.location,
             "files": len(files),
+            "avatar_name": avatar_name,
             "records": len(mine),
+            "records_under_file_name": unserved,
             "records_all_characters": len(records),
             "usage": _md_table(
                 ["template", "variables", "paraphrases", "seen"],
@@ -375,7 +395,7 @@ def paraphrase_sets(
     usage = usage_by_group(
         avatar_paraphrase_stats.records,
         {r.filename: {"seen": r.seen} for r in avatar_paraphrase_stats.records},
-        character=character.name,
+        character=character.avatar_name,
         language=code,
         user=record_user,
     )
@@ -474,7 +494,7 @@ def paraphrase_sets(
                 template=group.template.name,
                 variables_tag=group.tag,
                 language=code,
-                character=character.name,
+                character=character.avatar_name,
                 user=record_user,
                 text=text,
                 grammar=grammar.get((group.key, text), {}),
@@ -678,10 +698,14 @@ def avatar_paraphrases(
     context: dg.AssetExecutionContext,
     paraphrase_sets: ParaphraseSets,
     avatar: AvatarResource,
+    characters: CharacterCatalog,
     templates: TemplateFolder,
     storage: ChraStorage,
 ) -> dg.MaterializeResult:
     library = templates.load()
+    # Records carry the character's Avatar name as it is now, whatever it was when the lines
+    # were made: the name is what Avatar matches, not part of the paraphrase.
+    avatar_name = characters.for_partition(context)[0].avatar_name
     store = _trusted_store(context, avatar)
     try:
         _, records = read_avatar_records(store)
@@ -693,7 +717,7 @@ def avatar_paraphrases(
             if spec is None or spec.fingerprint != line.template_fingerprint:
                 stale.append(line.record_id)
                 continue
-            paraphrase = line.paraphrase()
+            paraphrase = dataclasses.replace(line.paraphrase(), character=avatar_name)
             if paraphrase.record_id not in present:
                 new.setdefault(paraphrase.record_id, paraphrase)
         if stale:
@@ -710,7 +734,8 @@ def avatar_paraphrases(
             check_records(load_paraphrase_pickle(payload, "the new paraphrase file"), "upload")
             uploaded_file = upload_paraphrase_file(store, payload)
             context.log.info(
-                f"uploaded {len(new)} paraphrases to {store.location} as resources/{uploaded_file}"
+                f"uploaded {len(new)} paraphrases for {avatar_name!r} to {store.location} as "
+                f"resources/{uploaded_file}"
             )
         else:
             context.log.info("nothing new to upload")
@@ -729,6 +754,7 @@ def avatar_paraphrases(
         value=result,
         metadata={
             "uploaded": len(new),
+            "avatar_name": avatar_name,
             "file": uploaded_file or "-",
             "already_there": result.already_there,
             "stale": len(stale),
