@@ -36,7 +36,7 @@ from tests.dagster_dev import (
     wait_until_loaded,
 )
 
-from .conftest import LINES, jobs, materialize
+from .conftest import LINES, jobs
 
 VOICED = "method = 'voice_to_text'"
 RUN_TIMEOUT_S = 300
@@ -47,7 +47,6 @@ class CharaDev:
     dev: DagsterDev
     box: EmbeddedBrainBox
     env: dict[str, str]
-    config_dirs: tuple[Path, Path]
 
     def chara(self, *args: str) -> str:
         """Run the ``chara`` command as a person would; its output."""
@@ -89,21 +88,20 @@ def chara_dev(tmp_path_factory: pytest.TempPathFactory, voice_home: Path) -> Ite
     root = tmp_path_factory.mktemp("chara-dev")
     home, dagster_home = root / "home", root / "dagster"
     shutil.copytree(voice_home, home)
-    characters, users = root / "characters", root / "users"
-    shutil.copytree(PROJECT_ROOT / "characters", characters)
+    users = root / "users"
     shutil.copytree(PROJECT_ROOT / "users", users)
     # chara dev reads an empty characters folder, so that the character sensor starts no runs of
-    # its own (on 2 busy cores four first-tick runs took minutes); kiki's partition is added
-    # by hand, and cloned_audio reads no character file.
-    no_characters = root / "no-characters"
-    no_characters.mkdir()
+    # its own (on 2 busy cores its four first-tick runs took minutes); kiki's partition is added
+    # by hand, and the voice assets run here read no character file.
+    characters = root / "characters"
+    characters.mkdir()
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)  # what `chara dev` writes
     env = {
         **os.environ,
         "CHARA_HOME": str(home),
         "DAGSTER_HOME": str(dagster_home),
-        "CHARA_CHARACTERS": str(no_characters),
+        "CHARA_CHARACTERS": str(characters),
         "CHARA_USERS": str(users),
         "CHARA_BRAINBOX_URL": "",  # the embedded BrainBox of this storage root
         "CHARA_AVATAR_URL": "",
@@ -124,12 +122,12 @@ def chara_dev(tmp_path_factory: pytest.TempPathFactory, voice_home: Path) -> Ite
         home=home,
         characters=characters,
     )
-    setup = CharaDev(dev, box, env, (characters, users))
+    setup = CharaDev(dev, box, env)
     try:
-        url = setup.chara("brainbox", "start").split("running at ")[1].split()[0]
-        # The prepared voice was registered on another server: register it on this one.
-        assert materialize(home, (characters, users), url, "cloner_voice", "kiki|en").success
+        setup.chara("brainbox", "start")
         wait_until_loaded(dev)
+        # The prepared voice was registered on another server: register it on this one.
+        dev.wait_for_run(dev.launch_asset_run(["cloner_voice"], "kiki|en"), RUN_TIMEOUT_S)
         yield setup
     finally:
         stop_dagster_dev(dev)
