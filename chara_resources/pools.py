@@ -188,7 +188,7 @@ def guard_run_pools(context: dg.InitResourceContext) -> None:
     runs. In a run that executes in process (``chara run``, ``chara demo``) resources start
     before any step claims a slot, so a dead run's slot is free before this run asks for it. A
     failure here is logged, never fails the run."""
-    instance, run = context.instance, context.dagster_run
+    instance, run = context.instance, context.run
     if instance is None or run is None:
         return
     warn = context.log.warning if context.log is not None else None
