@@ -214,7 +214,8 @@ def brainbox(args: argparse.Namespace) -> int:
     if args.action == "stop":
         print("stopped" if box.stop() else "not running")
     elif args.action == "start":
-        print(f"running at {box.ensure_running()}")
+        url = box.ensure_running(log=lambda note: print(f"note: {note}", file=sys.stderr))
+        print(f"running at {url}")
     else:
         url = box.running_url()
         print(f"running at {url} (pid {box.state().pid})" if url else "not running")

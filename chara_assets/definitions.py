@@ -17,6 +17,7 @@ from .identification.assets import ASSETS as IDENTIFICATION_ASSETS
 from .paraphrase.assets import avatar_paraphrase_stats, avatar_paraphrases, paraphrase_sets
 from .paraphrase.resource import TemplateFolder
 from .paraphrase.sensors import build_template_sensor
+from .pool_sensor import pool_slots
 from .voice.assets import voice_sample
 from .voice.audio_assets import augmented_lines, cloned_audio, cloner_voice
 from .voice.clip_assets import piper_archive, trimmed_clips
@@ -108,7 +109,11 @@ defs = dg.Definitions(
         paraphrase_job,
         deliver_voice_job,
     ],
-    sensors=[build_character_sensor(character_job), build_template_sensor(paraphrase_job)],
+    sensors=[
+        build_character_sensor(character_job),
+        build_template_sensor(paraphrase_job),
+        pool_slots,
+    ],
     resources={
         "storage": storage,
         "io_manager": FolderIOManager(storage=storage),

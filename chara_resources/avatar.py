@@ -25,6 +25,7 @@ from pydantic import Field
 
 from .http import RetryingClient, ServerError, ServerUnavailable
 from .paths import atomic_write_bytes, check_relative_file, safe_join, temporary_sibling
+from .pools import guard_run_pools
 from .settings import chara_home
 
 Section = Literal["cache", "resources"]
@@ -326,6 +327,9 @@ class AvatarResource(dg.ConfigurableResource):
 
     def is_trusted(self) -> bool:
         return self.trusted or not self.url
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        guard_run_pools(context)  # uploads are in pool "avatar": a killed run's slot is freed
 
     def store(self, context: dg.OpExecutionContext | None = None) -> AvatarStore:
         if self.url:

@@ -18,6 +18,7 @@ from .brainbox_jobs import BatchOutcome, Call, Job, run_jobs, run_long_job
 from .decider_shapes import shape_of
 from .embedded.launcher import EmbeddedBrainBox
 from .paths import check_slug
+from .pools import guard_run_pools
 from .preflight import Need, needs_of
 from .preflight import check as check_needs
 from .settings import chara_home
@@ -189,11 +190,18 @@ class BrainBoxResource(dg.ConfigurableResource):
         index = int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(names)
         return names[index], servers[names[index]]
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        guard_run_pools(context)  # a killed run's pool slot must not block this run
+
+    def _embedded(self) -> EmbeddedBrainBox:
+        folder = Path(self.embedded_folder) if self.embedded_folder else chara_home() / "brainbox"
+        return EmbeddedBrainBox(folder)
+
     def server_url(self, context: dg.OpExecutionContext | None = None) -> str:
         if self.url:
             return self.choose_server(context)[1]
-        folder = Path(self.embedded_folder) if self.embedded_folder else chara_home() / "brainbox"
-        return EmbeddedBrainBox(folder).ensure_running()
+        warn = context.log.warning if context is not None else None
+        return self._embedded().ensure_running(log=warn)
 
     @contextmanager
     def client(self, context: dg.OpExecutionContext | None = None) -> Iterator[BrainBoxClient]:
@@ -201,7 +209,12 @@ class BrainBoxResource(dg.ConfigurableResource):
         url = self.server_url(context)
         if context is not None and len(parse_servers(self.url or "x")) > 1:
             context.log.info(f"BrainBox {self.choose_server(context)[0]} at {url}")
-        with BrainBoxClient(url, retry_for_s=self.retry_for_s, on_retry=warn) as client:
+        # The embedded server may be restarted on another port while a batch waits
+        # (`chara brainbox stop` / `start`): the client looks it up again in server.json.
+        locate = None if self.url else self._embedded().recorded_url
+        with BrainBoxClient(
+            url, retry_for_s=self.retry_for_s, on_retry=warn, locate=locate
+        ) as client:
             yield client
 
     def needs(self, roles: Sequence[str], languages: Sequence[str]) -> list[Need]:

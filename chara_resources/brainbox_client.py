@@ -38,7 +38,10 @@ class BrainBoxClient:
         retry_for_s: float = 120.0,
         request_timeout_s: float = 60.0,
         on_retry: Callable[[str], None] | None = None,
+        locate: Callable[[], str | None] | None = None,
     ) -> None:
+        """``locate``: where the server is now (the embedded BrainBox's ``server.json``), asked
+        before each retry of an unreachable server."""
         self._transport = RetryingClient(
             "BrainBox",
             url,
@@ -48,9 +51,13 @@ class BrainBoxClient:
             hint=" Is the server running? (CHARA_BRAINBOX_URL chooses it; unset, chara "
             "starts an embedded one)",
             errors=(BrainBoxError, BrainBoxUnavailable),
+            locate=locate,
         )
-        self.url = self._transport.url
         self._http = self._transport.http
+
+    @property
+    def url(self) -> str:
+        return self._transport.url
 
     @property
     def retry_for_s(self) -> float:

@@ -31,7 +31,12 @@ def last_line(text: str) -> str:
 
 
 class RetryingClient:
-    """``call(what, send)`` runs ``send`` until it answers, retrying with exponential back-off."""
+    """``call(what, send)`` runs ``send`` until it answers, retrying with exponential back-off.
+
+    ``locate``, if given, says where the server is now (or None if unknown); it is asked
+    before every retry of an unreachable server, so that a server restarted elsewhere (the
+    embedded BrainBox on a new port) is found again within ``retry_for_s``.
+    """
 
     def __init__(
         self,
@@ -47,6 +52,7 @@ class RetryingClient:
             ServerError,
             ServerUnavailable,
         ),
+        locate: Callable[[], str | None] | None = None,
     ) -> None:
         self.name = name
         self.url = url.rstrip("/")
@@ -56,6 +62,17 @@ class RetryingClient:
         self._sleep = sleep
         self._hint = hint
         self._error, self._unavailable = errors
+        self._locate = locate
+
+    def _switch(self, url: str | None) -> bool:
+        """Go to ``url`` (where ``locate`` says the server is); True if that is a new place."""
+        if not url or url.rstrip("/") == self.url:
+            return False
+        if self._on_retry:
+            self._on_retry(f"{self.name} moved from {self.url} to {url.rstrip('/')}")
+        self.url = url.rstrip("/")
+        self.http.base_url = self.url
+        return True
 
     def close(self) -> None:
         self.http.close()
@@ -74,7 +91,12 @@ class RetryingClient:
                     return response
                 if response.is_stream_consumed is False:
                     response.read()
-                if response.status_code == 500:
+                located = self._locate() if self._locate is not None else self.url
+                if self._switch(located):
+                    continue  # another program answers where the server was
+                if located is None:  # stopped, says server.json: whoever answers is not it
+                    problem = f"HTTP {response.status_code} from another program there"
+                elif response.status_code == 500:
                     server_errors += 1
                     if server_errors >= _SERVER_ERROR_ATTEMPTS:
                         raise self._error(
@@ -88,6 +110,8 @@ class RetryingClient:
                         f"{self.name} at {self.url}: {what} failed with HTTP "
                         f"{response.status_code}: {last_line(response.text)}"
                     )
+            if self._locate is not None and self._switch(self._locate()):
+                continue  # at once: the server is up somewhere else
             if time.monotonic() + wait > deadline:
                 raise self._unavailable(
                     f"{self.name} at {self.url} is not reachable ({what}; last problem: "

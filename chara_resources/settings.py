@@ -22,6 +22,15 @@ concurrency:
     # "brainbox"): one such step at a time per server, whatever the number of runs. Raise it
     # for a server that can take more: dagster instance concurrency set brainbox 2
     default_limit: 1
+run_monitoring:
+  # With the daemon running (chara dev), a run that has ended frees the pool slots it still
+  # holds after this many seconds: a run worker killed mid-step (kill -9, out of memory) frees
+  # nothing itself, and its slot would block the pool for ever. Runs killed without anyone
+  # noticing (chara run, a power cut) are found by the pool_slots sensor and by the next run
+  # (docs/reliability.md).
+  enabled: true
+  free_slots_after_run_end_seconds: 30
+  poll_interval_seconds: 15
 """
 
 

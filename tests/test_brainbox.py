@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import sqlite3
@@ -143,6 +144,68 @@ def test_server_killed_and_restarted_mid_batch(server, tmp_path: Path) -> None:
     result = outcome["value"]
     assert [r.result for r in result.records()] == [f"ITEM {i}" for i in range(12)]
     assert _jobs_in_database(server) == 12  # nothing was submitted twice
+
+
+def test_restart_after_stop_keeps_the_port(server) -> None:
+    port = server.state().port
+    assert server.stop()
+    assert server.state() is None and server.previous_port() == port
+    assert server.ensure_running() == f"http://127.0.0.1:{port}"  # as `chara brainbox start`
+
+
+def test_restart_on_a_taken_port_says_so_and_waiting_clients_find_it(
+    server, tmp_path: Path
+) -> None:
+    """`chara brainbox stop`, another program takes the port, `chara brainbox start`: the
+    server comes up on a new port, says why, and a batch that was waiting finds it through
+    server.json instead of giving up on the old port."""
+    old_url, old_port = server.running_url(), server.state().port
+    step = WorkCache(tmp_path / "work").step("echo")
+    outcome, moves = {}, []
+
+    def work() -> None:
+        with BrainBoxClient(
+            old_url, retry_for_s=60, on_retry=moves.append, locate=server.recorded_url
+        ) as client:
+            outcome["value"] = run_jobs(
+                client, step, ECHO, _echo_jobs(12, sleep_s=0.2), log=lambda _: None
+            )
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while _jobs_in_database(server, "success = 1") < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert server.stop()
+    notes: list[str] = []
+    # Another program takes the old port: a web server that answers 404 to everything.
+    squatter = http.server.HTTPServer(("127.0.0.1", old_port), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=squatter.serve_forever, daemon=True).start()
+    try:
+        time.sleep(1.0)  # the client meets the stopped server
+        new_url = server.ensure_running(log=notes.append)
+        worker.join(timeout=60)
+    finally:
+        squatter.shutdown()
+        squatter.server_close()
+    assert not worker.is_alive()
+    assert new_url != old_url
+    assert notes == [
+        f"the embedded BrainBox's port {old_port} (in {server.folder / 'server.json'}) is taken "
+        "by another program; starting on a free port instead (runs that wait for the server "
+        "find the new port in server.json)"
+    ]
+    assert f"BrainBox moved from {old_url} to {new_url}" in moves
+    result = outcome["value"]
+    assert [r.result for r in result.records()] == [f"ITEM {i}" for i in range(12)]
+    assert _jobs_in_database(server) == 12  # nothing was submitted twice
+
+
+def test_explicit_port_that_is_taken_is_refused(server) -> None:
+    port = server.state().port  # our own server listens there
+    with pytest.raises(RuntimeError, match=f"on port {port}: another program listens there"):
+        EmbeddedBrainBox(server.folder.parent / "other", server.deciders).start(port=port)
 
 
 def test_killed_run_reattaches_instead_of_resubmitting(server, tmp_path: Path) -> None:

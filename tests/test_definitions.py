@@ -36,7 +36,11 @@ def test_definitions_list_the_platform() -> None:
         "trimmed_clips",
         "voice_sample",
     ]
-    assert sorted(s.name for s in repo.sensor_defs) == ["character_files", "template_files"]
+    assert sorted(s.name for s in repo.sensor_defs) == [
+        "character_files",
+        "pool_slots",
+        "template_files",
+    ]
     assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
         "character_job",
         "corpus_job",

@@ -17,6 +17,10 @@ def test_dagster_home_defaults_under_the_storage_root(tmp_path: Path, monkeypatc
     instance = dg.DagsterInstance.get()
     assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
     assert instance.telemetry_enabled is False
+    # The daemon frees the pool slots a killed run still holds (docs/reliability.md).
+    assert instance.run_monitoring_enabled
+    assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 30
+    assert instance.run_monitoring_poll_interval_seconds == 15
     instance.add_dynamic_partitions("character", ["kiki"])
     # A second start finds the same instance and partitions, and keeps an edited dagster.yaml.
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n# mine\n")

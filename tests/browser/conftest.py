@@ -9,21 +9,27 @@ scope: it stops after the last browser test instead of idling through the rest o
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from chara_resources.settings import DAGSTER_YAML, PROJECT_ROOT
+from tests.dagster_dev import (
+    LOAD_TIMEOUT_S,
+    DagsterDev,
+    migrate_instance,
+    run_partitions,
+    start_dagster_dev,
+    stop_dagster_dev,
+    stop_group,
+    stop_sensor_after_first_tick,
+    wait_until_loaded,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Chromium as the machine probe runs it: no sandbox (root), no GPU, and none of the background
@@ -37,10 +43,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-LOAD_TIMEOUT_S = 240  # code location LOADED; a contended 2-core machine takes 20-60 s
 RUN_TIMEOUT_S = 240  # one run or backfill launched from the UI
-STOP_GRACE_S = 15  # `dagster dev` has been seen to hang on SIGTERM here: SIGKILL after this
-REPOSITORY = {"repositoryLocationName": "chara", "repositoryName": "__repository__"}
 
 
 def artifacts_dir() -> Path:
@@ -48,137 +51,6 @@ def artifacts_dir() -> Path:
     folder = (Path(root) if root else PROJECT_ROOT / "test-artifacts") / "browser"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-class GraphQLError(AssertionError):
-    pass
-
-
-@dataclass
-class DagsterDev:
-    """A running ``dagster dev``: its URL, its folders, and GraphQL to check what the UI did."""
-
-    url: str
-    home: Path  # CHARA_HOME: assets and work caches
-    dagster_home: Path
-    characters: Path  # CHARA_CHARACTERS: the copy the character catalog reads
-    process: subprocess.Popen
-    log: Path
-    first_tick_partitions: list[str] = field(default_factory=list)
-
-    def graphql(self, query: str, **variables: object) -> dict:
-        response = httpx.post(
-            f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=60
-        )
-        response.raise_for_status()
-        body = response.json()
-        if body.get("errors"):
-            raise GraphQLError(f"GraphQL errors: {body['errors']}")
-        return body["data"]
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def wait_for(self, what: str, check: Callable[[], object], timeout_s: float) -> object:
-        """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-        deadline = time.monotonic() + timeout_s
-        delay = 0.25
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"dagster dev exited ({self.process.returncode}) while waiting for "
-                    f"{what}; its log ends:\n{self.log_tail()}"
-                )
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"timed out after {timeout_s:.0f} s waiting for {what}; "
-                    f"dagster dev's log ends:\n{self.log_tail()}"
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 2.0)
-
-
-def _location_state(dev: DagsterDev) -> str | None:
-    """``LOADED`` once the code location is usable; fails at once on a load error."""
-    try:
-        data = dev.graphql(
-            """{ workspaceOrError { __typename ... on Workspace { locationEntries {
-                 name loadStatus locationOrLoadError { __typename
-                   ... on PythonError { message } } } } } }"""
-        )
-    except (httpx.HTTPError, ValueError):
-        return None  # the webserver is not up yet
-    entries = {e["name"]: e for e in data["workspaceOrError"].get("locationEntries", [])}
-    entry = entries.get("chara")
-    if entry is None or entry["loadStatus"] != "LOADED":
-        return None
-    error = entry["locationOrLoadError"]
-    if error and error["__typename"] == "PythonError":
-        pytest.fail(f"the code location failed to load: {error['message']}")
-    return "LOADED"
-
-
-SENSOR_QUERY = """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
-  __typename ... on Sensor { sensorState { id status ticks(limit: 10) { status runIds error {
-  message } } } } } }"""
-
-
-def _first_sensor_tick(dev: DagsterDev) -> dict | None:
-    selector = {**REPOSITORY, "sensorName": "character_files"}
-    state = dev.graphql(SENSOR_QUERY, selector=selector)["sensorOrError"]["sensorState"]
-    for tick in state["ticks"]:
-        if tick["status"] == "FAILURE":
-            pytest.fail(f"the character_files sensor failed: {tick['error']}")
-        if tick["status"] == "SUCCESS":
-            return {"state_id": state["id"], "run_ids": tick["runIds"]}
-    return None
-
-
-def _run_partitions(dev: DagsterDev, run_ids: list[str]) -> list[str]:
-    data = dev.graphql(
-        """query($ids: [String!]) { runsOrError(filter: {runIds: $ids}) {
-             ... on Runs { results { tags { key value } } } } }""",
-        ids=run_ids,
-    )
-    return sorted(
-        tag["value"]
-        for run in data["runsOrError"]["results"]
-        for tag in run["tags"]
-        if tag["key"] == "dagster/partition"
-    )
-
-
-def _processes_with_env(name: str, value: str) -> list[int]:
-    """Process ids whose environment has ``name=value`` (ours: a unique temporary folder)."""
-    needle = f"{name}={value}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM to the process group, SIGKILL after a grace period."""
-    for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 30)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait_s)
-            break
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @pytest.fixture(scope="package")
@@ -212,18 +84,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
     }
     bin_dir = os.path.dirname(sys.executable)
     dagster = shutil.which("dagster", path=bin_dir) or "dagster"
-    log = artifacts_dir() / "dagster-dev.log"
-
-    # The instance's SQLite databases are created first: two processes creating them at once
-    # leave two alembic heads, and the code location then never loads.
-    subprocess.run(
-        [dagster, "instance", "migrate"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        check=True,
-        timeout=LOAD_TIMEOUT_S,
-    )
+    migrate_instance(dagster, PROJECT_ROOT, env)
     # The English pool and its phonemes, built while `dagster dev` starts (SQLite takes writers
     # from several processes; dagster dev's own processes do the same).
     language_log = artifacts_dir() / "language-en.log"
@@ -247,31 +108,18 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
             start_new_session=True,
         )
     port = free_port()
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(
-            [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    dev = DagsterDev(f"http://127.0.0.1:{port}", home, dagster_home, characters, process, log)
+    dev = start_dagster_dev(
+        [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        log=artifacts_dir() / "dagster-dev.log",
+        url=f"http://127.0.0.1:{port}",
+        home=home,
+        characters=characters,
+    )
     try:
-        dev.wait_for(
-            "the code location 'chara' to be LOADED", lambda: _location_state(dev), LOAD_TIMEOUT_S
-        )
-        dev.graphql("mutation { setNuxSeen }")  # no first-visit modal over the pages
-        tick = dev.wait_for(
-            "the character sensor's first tick", lambda: _first_sensor_tick(dev), LOAD_TIMEOUT_S
-        )
-        stopped = dev.graphql(
-            """mutation($id: String) { stopSensor(id: $id) { __typename
-                 ... on StopSensorMutationResult { instigationState { status } } } }""",
-            id=tick["state_id"],
-        )["stopSensor"]
-        assert stopped["instigationState"]["status"] == "STOPPED", stopped
-        dev.first_tick_partitions = _run_partitions(dev, tick["run_ids"])
+        wait_until_loaded(dev)
+        dev.first_tick_partitions = run_partitions(dev, stop_sensor_after_first_tick(dev))
         try:
             language.wait(timeout=LOAD_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -282,12 +130,8 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
         EmbeddedBrainBox(home / "brainbox").stop()  # started by pool_phonemes; not needed now
         yield dev
     finally:
-        _stop_group(language)
-        _stop_group(process)
-        # Run workers and code servers it left behind: found by our unique DAGSTER_HOME.
-        for pid in _processes_with_env("DAGSTER_HOME", str(dagster_home)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        stop_group(language)
+        stop_dagster_dev(dev)
         EmbeddedBrainBox(home / "brainbox").stop()
 
 

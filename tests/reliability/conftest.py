@@ -91,6 +91,7 @@ def spawn(
     templates: Path | None = None,
     config: dict | None = None,
     preexec_fn: Callable[[], None] | None = None,
+    instance: Path | None = None,
 ) -> Run:
     command = [sys.executable, "-m", "tests.reliability.runner", asset, partition]
     command += ["--home", str(home), "--characters", str(config_dirs[0])]
@@ -99,6 +100,8 @@ def spawn(
         command += ["--templates", str(templates)]
     if config:
         command += ["--config", json.dumps(config)]
+    if instance is not None:
+        command += ["--instance", str(instance)]
     out = open(log, "wb")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
         command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, preexec_fn=preexec_fn

@@ -2,9 +2,13 @@
 
 python -m tests.reliability.runner ASSET PARTITION --home DIR --characters DIR --users DIR
     [--templates DIR] [--brainbox URL] [--avatar URL] [--config JSON] [--tag KEY=VALUE]
+    [--instance DAGSTER_HOME]
 
 The assets are chara's own (``chara_assets.definitions``); upstream partitions are read from
-the storage root. Exits 0 if the run succeeded, 1 if it failed (the failure is printed).
+the storage root. Without ``--brainbox``, the embedded BrainBox of the storage root
+(``<home>/brainbox``). Without ``--instance``, an ephemeral Dagster instance; with it, the
+persistent instance in that folder, as ``chara run`` executes in process on ``DAGSTER_HOME``.
+Exits 0 if the run succeeded, 1 if it failed (the failure is printed).
 """
 
 import argparse
@@ -26,6 +30,7 @@ def main() -> int:
     parser.add_argument("--avatar", default="")
     parser.add_argument("--config", default="{}", help="run config of the asset, as JSON")
     parser.add_argument("--tag", action="append", default=[], help="run tag KEY=VALUE")
+    parser.add_argument("--instance", default="", help="DAGSTER_HOME of a persistent instance")
     args = parser.parse_args()
 
     from chara_assets.characters.resource import CharacterCatalog
@@ -40,7 +45,12 @@ def main() -> int:
         "storage": storage,
         "io_manager": FolderIOManager(storage=storage),
         "characters": CharacterCatalog(characters_dir=args.characters, users_dir=args.users),
-        "brainbox": BrainBoxResource(url=args.brainbox, role_profile="embedded", retry_for_s=60),
+        "brainbox": BrainBoxResource(
+            url=args.brainbox,
+            role_profile="embedded",
+            retry_for_s=60,
+            embedded_folder="" if args.brainbox else f"{args.home}/brainbox",
+        ),
         # Without a URL, the local Avatar folder under this storage root.
         "avatar": AvatarResource(
             url=args.avatar,
@@ -53,7 +63,12 @@ def main() -> int:
         else TemplateFolder(),
     }
     tags = dict(tag.split("=", 1) for tag in args.tag)
-    with dg.DagsterInstance.ephemeral() as instance:
+    opened = (
+        dg.DagsterInstance.from_config(args.instance)
+        if args.instance
+        else dg.DagsterInstance.ephemeral()
+    )
+    with opened as instance:
         instance.add_dynamic_partitions("character", ["kiki", "boris"])
         result = dg.materialize(
             list(defs.assets),

@@ -105,3 +105,6 @@ def test_example_instance_configurations_load(
         assert queue.max_concurrent_runs >= 2
         assert [limit["key"] for limit in queue.tag_concurrency_limits or []] == tag_limits
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        # A killed run's pool slots are freed by the daemon (docs/reliability.md).
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 30
