@@ -6,10 +6,11 @@ processes on loopback, and :class:`ContractAvatar` talks to them the way the ass
 do: messages on Avatar's bus, files in its folders. Facts about how kaia configures them:
 docs/kaia-5.2-servers.md (§4, "The daemon and its services, as the assistant runs them").
 
-The daemon's services call a BrainBox for their models. Which one is the caller's choice
-(``brainbox_url``), with its cache folder (``brainbox_cache``): kaia's own app gives Avatar
-BrainBox's cache folder as its cache, because the services hand Avatar's file names to BrainBox
-as BrainBox file names, so the two servers must share that folder here too.
+The daemon's services call a BrainBox for their models (Resemblyzer, InsightFace): the tests
+give them kaia's own contract BrainBox (``brainbox_url``) with its cache folder
+(``brainbox_cache``). kaia's own app gives Avatar BrainBox's cache folder as its cache, because
+the services hand Avatar's file names to BrainBox as BrainBox file names, so the two servers
+must share that folder here too.
 """
 
 from __future__ import annotations
@@ -26,32 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from brainbox import ISelfManagingDecider
 
 from chara_resources.embedded.launcher import free_port
 from chara_resources.settings import PROJECT_ROOT
-from tests.identification_deciders import faces_in
-
-# Kaia-avatar 5.2 asks BrainBox for these (SpeakerIdentificationService, UserWalkInService).
-VOICE_DECIDER = "chara_resources.embedded.deciders:Resemblyzer"
-FACE_STAND_IN = "tests.contract.avatar_fixtures:FaceStandInForInsightFace"
-
-
-class FaceStandInForInsightFace(ISelfManagingDecider):
-    """Answers for ``InsightFace`` (kaia's UserWalkInService asks for it by that name): no face
-    model can be installed here, so only the model call is stood in, by the colour-patch
-    "faces" of :func:`tests.identification_deciders.faces_in`. The job, its argument (a file in
-    the BrainBox cache) and the result's shape (a list of ``{bbox, embedding}``) are
-    InsightFace's."""
-
-    def get_name(self) -> str:
-        return "InsightFace"
-
-    def analyze(self, image: str) -> list[dict]:
-        path = self.cache_folder / image
-        if "/" in image or not path.is_file():
-            raise FileNotFoundError(f"no file {image!r} in the BrainBox cache")
-        return faces_in(path)
 
 
 def _wait_for(url: str, process: subprocess.Popen, what: str, timeout_s: float = 60) -> None:

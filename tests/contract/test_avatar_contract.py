@@ -4,9 +4,10 @@ kaia-avatar 5.2.0's real ``AvatarServer`` and ``AvatarDaemon`` run as local proc
 services chara feeds (``ParaphraseService``, ``SpeakerIdentificationService`` and the face
 service ``UserWalkInService``), bound as kaia's own app binds them; chara's chains upload
 through Dagster, the daemon loads the files and answers real requests on Avatar's message bus.
-The services' models come from the BrainBox of ``avatar_brainbox``: Resemblyzer for real, and
+The services' models come from kaia's own BrainBox with its production controllers
+(``avatar_brainbox``, tests/contract/conftest.py): the Resemblyzer container for real, and
 InsightFace's model call alone stood in (no face model can be installed here; see
-``tests/contract/avatar_fixtures.py``).
+``tests/contract/standins/insight_face.py``).
 """
 
 from __future__ import annotations
@@ -49,8 +50,6 @@ from chara_resources.storage import load_manifest
 from chara_resources.work_cache import WorkCache
 from tests.conftest import asset_runner, failure_message
 from tests.contract.avatar_fixtures import (
-    FACE_STAND_IN,
-    VOICE_DECIDER,
     ContractAvatar,
     contract_avatar,
 )
@@ -61,18 +60,15 @@ PARAPHRASE = [avatar_paraphrase_stats, paraphrase_sets, avatar_paraphrases]
 
 
 @pytest.fixture(scope="module")
-def avatar_brainbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def avatar_brainbox(contract_brainbox) -> Iterator[tuple[str, Path]]:
     """The BrainBox Avatar's services call: its URL and its cache folder (Avatar's cache).
 
-    chara's embedded server with kaia's decider names: Resemblyzer (real) and the InsightFace
-    stand-in. Point this at another BrainBox (kaia's own server) by changing this fixture."""
-    from chara_resources.embedded.launcher import EmbeddedBrainBox
+    kaia's own server with its production controllers (tests/contract/conftest.py): the
+    Resemblyzer container for real, InsightFace's model call alone stood in."""
+    from .standins.installs import install_insightface
 
-    folder = tmp_path_factory.mktemp("avatar-brainbox")
-    box = EmbeddedBrainBox(folder, [VOICE_DECIDER, FACE_STAND_IN])
-    url = box.ensure_running()
-    yield url, folder / "data" / "cache"  # the embedded server's data folder
-    box.stop()
+    install_insightface(contract_brainbox)
+    yield contract_brainbox.url, contract_brainbox.folder / "cache"
 
 
 @pytest.fixture
