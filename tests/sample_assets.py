@@ -130,6 +130,7 @@ def echo_brainbox(url: str, retry_for_s: float = 30.0) -> BrainBoxResource:
     """The LLM role played by the fault-test decider."""
     return BrainBoxResource(
         url=url,
+        role_profile="embedded",  # a server of chara's own (test) deciders
         retry_for_s=retry_for_s,
         roles={"llm": RoleBinding(decider="SleepyEcho", methods={"question": "echo"})},
     )
