@@ -22,6 +22,12 @@ def load_decider(spec: str):
 
 
 def serve(port: int, folder: Path, deciders: list[str]) -> None:
+    serve_controllers(port, folder, [load_decider(spec) for spec in deciders])
+
+
+def serve_controllers(port: int, folder: Path, controllers: list, on_registry=None) -> None:
+    """kaia's BrainBox server on 127.0.0.1:``port`` with ``controllers`` (deciders, or kaia's
+    controllers/entry points), data in ``folder``; ``on_registry`` sees the registry first."""
     from brainbox.framework import (
         BrainBoxLocations,
         BrainBoxServer,
@@ -31,10 +37,11 @@ def serve(port: int, folder: Path, deciders: list[str]) -> None:
     )
 
     folder.mkdir(parents=True, exist_ok=True)
+    registry = ControllerRegistry(controllers, resources_folder=folder / "resources")
+    if on_registry is not None:
+        on_registry(registry)
     settings = BrainBoxServerSettings(
-        registry=ControllerRegistry(
-            [load_decider(spec) for spec in deciders], resources_folder=folder / "resources"
-        ),
+        registry=registry,
         locations=BrainBoxLocations.default(folder),
         planner=SimplePlanner(),
         port=port,

@@ -70,29 +70,16 @@ def write_images(registry, state: Path) -> None:
 
 def serve(port: int, folder: Path) -> None:
     import brainbox.deciders as deciders
-    from brainbox.framework import (
-        BrainBoxLocations,
-        BrainBoxServer,
-        BrainBoxServerSettings,
-        ControllerRegistry,
-        SimplePlanner,
-    )
 
-    folder.mkdir(parents=True, exist_ok=True)
-    registry = ControllerRegistry(
+    from chara_resources.embedded.server import serve_controllers
+
+    state = Path(os.environ["CHARA_CONTRACT_DOCKER_STATE"])
+    serve_controllers(
+        port,
+        folder,
         [getattr(deciders, name) for name in PRODUCTION_DECIDERS],
-        resources_folder=folder / "resources",
+        on_registry=lambda registry: write_images(registry, state),
     )
-    write_images(registry, Path(os.environ["CHARA_CONTRACT_DOCKER_STATE"]))
-    settings = BrainBoxServerSettings(
-        registry=registry,
-        locations=BrainBoxLocations.default(folder),
-        planner=SimplePlanner(),
-        port=port,
-    )
-    entry = BrainBoxServer(settings).create_web_app_entry_point()
-    entry.host = "127.0.0.1"
-    entry.run()
 
 
 def main() -> None:
