@@ -16,8 +16,6 @@ must share that folder here too.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -30,6 +28,7 @@ import httpx
 
 from chara_resources.embedded.launcher import free_port
 from chara_resources.settings import PROJECT_ROOT
+from tests.dagster_dev import stop_group
 
 
 def _wait_for(url: str, process: subprocess.Popen, what: str, timeout_s: float = 60) -> None:
@@ -47,14 +46,8 @@ def _wait_for(url: str, process: subprocess.Popen, what: str, timeout_s: float =
 
 def _stop(process: subprocess.Popen) -> None:
     """Stop a process group we started, by its id."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    if process.poll() is None:
+        stop_group(process)
 
 
 def _start(module: str, *args: str, log: Path) -> subprocess.Popen:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from chara_resources.embedded.launcher import free_port
+from tests.dagster_dev import stop_group
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -135,23 +136,8 @@ def start_contract_brainbox(folder: Path, timeout_s: float = 60.0) -> ContractBr
 
 
 def stop_contract_brainbox(server: ContractBrainBox) -> None:
-    with _suppress_lookup():
-        os.killpg(server.process.pid, signal.SIGTERM)
-    try:
-        server.process.wait(10)
-    except subprocess.TimeoutExpired:
-        with _suppress_lookup():
-            os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait(10)
+    stop_group(server.process)
     _stop_containers(server.state)
-
-
-class _suppress_lookup:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], ProcessLookupError)
 
 
 @pytest.fixture(scope="package")
