@@ -67,7 +67,9 @@ def test_sigkilled_materialization_resumes_without_recomputing(tmp_path: Path) -
     work = home / "work" / "counted_items" / "kiki" / "en"
     stored_square = len(list((work / "square").glob("*.json")))
     stored_label = len(list((work / "label").glob("*.json")))
-    assert 10 <= stored_square < items
+    # the tenth square is logged before the cache stores it: the kill may land in between, and
+    # that item (not finished) is computed again; every stored one is not
+    assert 9 <= stored_square < items
     assert not (home / "assets" / "counted_items" / "kiki" / "en").exists()
 
     log.unlink()
