@@ -947,9 +947,9 @@ class Runner:
         from chara_assets.paraphrase.resource import TemplateFolder
         from chara_resources.avatar import AvatarResource
         from chara_resources.brainbox import BrainBoxResource
-        from chara_resources.storage import ChraStorage, FolderIOManager
+        from chara_resources.storage import CharaStorage, FolderIOManager
 
-        storage = ChraStorage(root=str(home))
+        storage = CharaStorage(root=str(home))
         return {
             "storage": storage,
             "io_manager": FolderIOManager(storage=storage),
@@ -1001,9 +1001,9 @@ class Runner:
         import pydantic
 
         from chara_resources.avatar import AvatarResource
-        from chara_resources.storage import ChraStorage
+        from chara_resources.storage import CharaStorage
 
-        cls = {"storage": ChraStorage, "avatar": AvatarResource}[case.asset]
+        cls = {"storage": CharaStorage, "avatar": AvatarResource}[case.asset]
         try:
             cls(**case.config)
         except pydantic.ValidationError as exc:  # what Dagster shows when it loads the resource

@@ -42,11 +42,11 @@ def main() -> None:
     from chara_resources.avatar import AvatarResource
     from chara_resources.brainbox import BrainBoxResource
     from chara_resources.embedded.launcher import EmbeddedBrainBox
-    from chara_resources.storage import ChraStorage, FolderIOManager, load_manifest
+    from chara_resources.storage import CharaStorage, FolderIOManager, load_manifest
 
     box = EmbeddedBrainBox(home / "brainbox", ["chara_resources.embedded.deciders:LlamaCpp"])
     url = box.ensure_running()
-    storage = ChraStorage(root=str(home))
+    storage = CharaStorage(root=str(home))
     resources = {
         "storage": storage,
         "io_manager": FolderIOManager(storage=storage),

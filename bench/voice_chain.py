@@ -79,7 +79,7 @@ def main() -> None:
     from chara_resources.brainbox import BrainBoxResource
     from chara_resources.embedded.deciders import DEFAULT_DECIDERS
     from chara_resources.embedded.launcher import EmbeddedBrainBox
-    from chara_resources.storage import ChraStorage, FolderIOManager, load_manifest
+    from chara_resources.storage import CharaStorage, FolderIOManager, load_manifest
 
     assets = [
         voice_sample,
@@ -113,7 +113,7 @@ def main() -> None:
         url = box.ensure_running()
         print(f"BrainBox up in {time.perf_counter() - started:.1f} s at {url}")
         db = box.folder / "data" / "brainbox.db"
-        storage = ChraStorage(root=str(home))
+        storage = CharaStorage(root=str(home))
         resources = {
             "storage": storage,
             "io_manager": FolderIOManager(storage=storage),

@@ -9,7 +9,7 @@ import dagster as dg
 from chara_resources.avatar import AvatarResource
 from chara_resources.brainbox import BrainBoxResource
 from chara_resources.settings import chara_home
-from chara_resources.storage import ChraStorage, FolderIOManager
+from chara_resources.storage import CharaStorage, FolderIOManager
 
 from .characters.resource import CharacterCatalog
 from .characters.sensors import build_character_sensor
@@ -77,7 +77,7 @@ paraphrase_job = dg.define_asset_job(
     "(the template sensor names the templates in the run config).",
 )
 
-storage = ChraStorage(root=str(chara_home()))
+storage = CharaStorage(root=str(chara_home()))
 
 defs = dg.Definitions(
     assets=[

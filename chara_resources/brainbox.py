@@ -5,15 +5,19 @@ each role to a decider, its model parameter and, where they differ, its method n
 URL configured, chara starts the embedded BrainBox on this machine.
 """
 
+from __future__ import annotations
+
+import contextlib
 import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from .brainbox_client import BrainBoxClient
+from .brainbox_client import BrainBoxClient, BrainBoxError
 from .brainbox_jobs import BatchOutcome, Call, Job, run_jobs, run_long_job
 from .decider_shapes import shape_of
 from .embedded.launcher import EmbeddedBrainBox
@@ -292,3 +296,55 @@ class BrainBoxResource(dg.ConfigurableResource):
         with self.client(context) as client:
             self._preflight_once(context, client, call, role, [job])
             return run_long_job(client, step, call, job, poll_s=poll_s, log=context.log.info)
+
+    def models(self, context: dg.OpExecutionContext) -> BrainBoxModels:
+        """This BrainBox as the engines' ``Models`` (chara_resources/models.py), for one run."""
+        return BrainBoxModels(self, context)
+
+
+@dataclass(frozen=True)
+class BrainBoxModels:
+    """``Models`` on a BrainBox, for one run: progress goes to the run's log."""
+
+    brainbox: BrainBoxResource
+    context: dg.OpExecutionContext
+
+    def run(
+        self,
+        step: WorkStep,
+        role: str,
+        method: str,
+        jobs: Sequence[Job],
+        *,
+        result_file: str | None = None,
+        timeout_s: float | None = None,
+    ) -> BatchOutcome:
+        return self.brainbox.run(
+            self.context, step, role, method, jobs, result_file=result_file, timeout_s=timeout_s
+        )
+
+    def run_long(
+        self, step: WorkStep, role: str, method: str, job: Job, *, poll_s: float = 10.0
+    ) -> ItemRecord:
+        return self.brainbox.run_long(self.context, step, role, method, job, poll_s=poll_s)
+
+    def put_file(self, name: str, path: Path) -> str:
+        with self.brainbox.client(self.context) as client:
+            if not client.is_file(name):
+                client.upload(name, path)
+        return name
+
+    def get_file(self, name: str, path: Path) -> Path:
+        with self.brainbox.client(self.context) as client:
+            return client.download(name, path)
+
+    def delete_file(self, name: str) -> None:
+        with self.brainbox.client(self.context) as client, contextlib.suppress(BrainBoxError):
+            client.delete(name)
+
+    def model(self, role: str, method: str) -> str:
+        call = self.brainbox.call(role, method)
+        return f"{call.decider}:{call.parameter}" if call.parameter else call.decider
+
+    def log(self, message: str) -> None:
+        self.context.log.info(message)

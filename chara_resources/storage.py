@@ -61,7 +61,7 @@ def _asset_parts(asset_key: dg.AssetKey) -> list[str]:
     return list(asset_key.path)
 
 
-class ChraStorage(dg.ConfigurableResource):
+class CharaStorage(dg.ConfigurableResource):
     """The storage root (``CHARA_HOME``): asset folders, staging folders and work caches."""
 
     root: str = ""
@@ -199,7 +199,7 @@ class FolderIOManager(dg.ConfigurableIOManager):
     rename); reads hand back the manifest bound to its folder, never the media bytes.
     """
 
-    storage: dg.ResourceDependency[ChraStorage]
+    storage: dg.ResourceDependency[CharaStorage]
 
     def _final(self, context: dg.OutputContext | dg.InputContext) -> Path:
         partitions_def = context.asset_partitions_def if context.has_asset_partitions else None

@@ -21,7 +21,7 @@ import soundfile as sf
 from chara_assets.characters.resource import CharacterCatalog
 from chara_assets.partitions import CHARACTER_DIMENSION
 from chara_resources.settings import PROJECT_ROOT
-from chara_resources.storage import ChraStorage, FolderIOManager
+from chara_resources.storage import CharaStorage, FolderIOManager
 
 _SESSION_HOME = tempfile.mkdtemp(prefix="chara-tests-")
 
@@ -55,7 +55,7 @@ def config_dirs(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def resources(chara_home: Path, config_dirs: tuple[Path, Path]) -> dict[str, object]:
-    storage = ChraStorage(root=str(chara_home))
+    storage = CharaStorage(root=str(chara_home))
     return {
         "storage": storage,
         "io_manager": FolderIOManager(storage=storage),

@@ -14,7 +14,7 @@ from chara_assets.partitions import CHARACTER_DIMENSION, character_language_part
 from chara_resources.brainbox import BrainBoxResource, RoleBinding
 from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
-from chara_resources.storage import ChraStorage, FolderIOManager
+from chara_resources.storage import CharaStorage, FolderIOManager
 
 PARTITION = "kiki|en"
 
@@ -38,7 +38,7 @@ class CountedConfig(dg.Config):
 
 @dg.asset(partitions_def=character_language_partitions)
 def counted_items(
-    context: dg.AssetExecutionContext, config: CountedConfig, storage: ChraStorage
+    context: dg.AssetExecutionContext, config: CountedConfig, storage: CharaStorage
 ) -> dg.MaterializeResult:
     work = storage.work(context)
     square = work.step("square", params={"offset": config.offset})
@@ -80,7 +80,7 @@ class MediaConfig(dg.Config):
 
 @dg.asset(partitions_def=character_language_partitions)
 def media_folder(
-    context: dg.AssetExecutionContext, config: MediaConfig, storage: ChraStorage
+    context: dg.AssetExecutionContext, config: MediaConfig, storage: CharaStorage
 ) -> MediaFolder:
     folder = storage.staging(context)
     names = []
@@ -114,7 +114,7 @@ def echo_items(
     context: dg.AssetExecutionContext,
     config: EchoConfig,
     brainbox: BrainBoxResource,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ) -> dg.MaterializeResult:
     step = storage.work(context).step("echo")
     jobs = [Job({"text": f"item {i}", "sleep_s": config.sleep_s}) for i in range(config.items)]
@@ -137,7 +137,7 @@ def echo_brainbox(url: str, retry_for_s: float = 30.0) -> BrainBoxResource:
 
 
 def storage_resources(home: Path) -> dict[str, object]:
-    storage = ChraStorage(root=str(home))
+    storage = CharaStorage(root=str(home))
     return {"storage": storage, "io_manager": FolderIOManager(storage=storage)}
 
 

@@ -152,11 +152,11 @@ import sys
 import dagster as dg
 from chara_assets.characters.resource import CharacterCatalog
 from chara_resources.brainbox import BrainBoxResource
-from chara_resources.storage import ChraStorage, FolderIOManager
+from chara_resources.storage import CharaStorage, FolderIOManager
 from tests.test_audio_assets import ASSETS, cloned_audio
 
 home, characters, users, url = sys.argv[1:5]
-storage = ChraStorage(root=home)
+storage = CharaStorage(root=home)
 with dg.DagsterInstance.ephemeral() as instance:
     instance.add_dynamic_partitions("character", ["kiki"])
     dg.materialize(

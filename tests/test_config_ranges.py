@@ -12,7 +12,7 @@ from chara_assets.voice.clip_assets import TrimmedClipsConfig
 from chara_assets.voice.corpus_assets import SentencePoolConfig, TextCorpusConfig, sentence_pool
 from chara_assets.voice.training_assets import CheckpointReportConfig, PiperCheckpointsConfig
 from chara_resources.avatar import AvatarResource
-from chara_resources.storage import ChraStorage
+from chara_resources.storage import CharaStorage
 
 from .conftest import failure_message
 
@@ -67,7 +67,7 @@ def test_sentence_lengths_that_no_sentence_can_have_are_refused(instance, resour
         (CheckpointReportConfig, {"training_clips": -1}, "training_clips"),
         (ParaphraseSetsConfig, {"paraphrases_per_answer": 0}, "paraphrases_per_answer"),
         (ParaphraseSetsConfig, {"max_rejection": -1.0}, "max_rejection"),
-        (ChraStorage, {"min_free_mb": -5.0}, "min_free_mb"),
+        (CharaStorage, {"min_free_mb": -5.0}, "min_free_mb"),
         (AvatarResource, {"retry_for_s": -1.0}, "retry_for_s"),
     ],
 )

@@ -45,7 +45,7 @@ from chara_resources.brainbox import BrainBoxResource
 from chara_resources.embedded.launcher import EmbeddedBrainBox
 from chara_resources.folder_asset import MANIFEST_NAME
 from chara_resources.settings import PROJECT_ROOT
-from chara_resources.storage import ChraStorage, FolderIOManager, load_manifest
+from chara_resources.storage import CharaStorage, FolderIOManager, load_manifest
 
 from .conftest import failure_message, speak
 
@@ -118,7 +118,7 @@ def _rewrite(archive: Path, change) -> None:
 
 
 def _resources(home: Path, characters: Path, users: Path, url: str) -> dict:
-    storage = ChraStorage(root=str(home))
+    storage = CharaStorage(root=str(home))
     return {
         "storage": storage,
         "io_manager": FolderIOManager(storage=storage),

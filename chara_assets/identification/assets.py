@@ -19,7 +19,7 @@ from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
 from chara_resources.paths import copy_file
 from chara_resources.settings import brainbox_pool
-from chara_resources.storage import ChraStorage
+from chara_resources.storage import CharaStorage
 from chara_resources.work_cache import file_sha256
 
 from ..characters.resource import CharacterCatalog
@@ -103,7 +103,7 @@ def avatar_media(
     config: AvatarMediaConfig,
     avatar: AvatarResource,
     characters: CharacterCatalog,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ) -> dg.MaterializeResult:
     modality = get_modality(context.partition_key)
     store = avatar.store(context)
@@ -236,7 +236,7 @@ def embedding_sets(
     context: dg.AssetExecutionContext,
     avatar_media: AvatarMedia,
     brainbox: BrainBoxResource,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ) -> dg.MaterializeResult:
     modality = get_modality(avatar_media.modality)
     problems = list(avatar_media.problems)
@@ -390,7 +390,7 @@ def identity_dataset(
     context: dg.AssetExecutionContext,
     embedding_sets: EmbeddingSet,
     avatar: AvatarResource,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ) -> dg.MaterializeResult:
     from ..annotation.log import AnnotationLog, default_log_path
     from .labelling import final_labels, identification_folder
@@ -498,7 +498,7 @@ def _confusion_md(table: dict[str, dict[str, int]]) -> str:
     "samples per user and a 2-D projection of the embeddings.",
 )
 def identification_report(
-    context: dg.AssetExecutionContext, identity_dataset: IdentityDataset, storage: ChraStorage
+    context: dg.AssetExecutionContext, identity_dataset: IdentityDataset, storage: CharaStorage
 ) -> dg.MaterializeResult:
     from .active import confusion, leave_one_out
     from .plots import projection_plot

@@ -26,7 +26,7 @@ from chara_resources.brainbox import BrainBoxResource
 from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
 from chara_resources.settings import brainbox_pool
-from chara_resources.storage import ChraStorage
+from chara_resources.storage import CharaStorage
 
 from ..characters.models import Character
 from ..characters.resource import CharacterCatalog
@@ -183,7 +183,7 @@ def avatar_paraphrase_stats(
     context: dg.AssetExecutionContext,
     avatar: AvatarResource,
     characters: CharacterCatalog,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ) -> dg.MaterializeResult:
     character, language = characters.for_partition(context)
     store = _trusted_store(context, avatar)
@@ -365,7 +365,7 @@ def paraphrase_sets(
     brainbox: BrainBoxResource,
     characters: CharacterCatalog,
     templates: TemplateFolder,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ):  # no return annotation: with check_specs Dagster would read it as the outputs
     character, language = characters.for_partition(context)
     code = language.code
@@ -700,7 +700,7 @@ def avatar_paraphrases(
     avatar: AvatarResource,
     characters: CharacterCatalog,
     templates: TemplateFolder,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ) -> dg.MaterializeResult:
     library = templates.load()
     # Records carry the character's Avatar name as it is now, whatever it was when the lines

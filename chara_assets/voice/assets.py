@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import BaseModel, Field
 
 from chara_resources.folder_asset import FolderManifest
-from chara_resources.storage import ChraStorage
+from chara_resources.storage import CharaStorage
 from chara_resources.work_cache import file_sha256
 
 from ..characters.resource import CharacterCatalog
@@ -64,7 +64,7 @@ def voice_sample(
     context: dg.AssetExecutionContext,
     config: VoiceSampleConfig,
     characters: CharacterCatalog,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ) -> dg.MaterializeResult:
     from .audio import as_dict, concatenate, level_clip
 

@@ -14,7 +14,7 @@ from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
 from chara_resources.paths import copy_file
 from chara_resources.settings import brainbox_pool
-from chara_resources.storage import ChraStorage
+from chara_resources.storage import CharaStorage
 from chara_resources.work_cache import file_sha256
 
 from ..languages import get_language
@@ -91,7 +91,7 @@ def cloner_voice(
     context: dg.AssetExecutionContext,
     voice_sample: VoiceSample,
     brainbox: BrainBoxResource,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ) -> dg.MaterializeResult:
     audio = voice_sample.path(voice_sample.audio)
     sha = file_sha256(audio)
@@ -134,7 +134,7 @@ def cloner_voice(
     "stutter at the edges, and the prefix and suffix are cut off after recognition.",
 )
 def augmented_lines(
-    context: dg.AssetExecutionContext, reviewed_corpus: ReviewedCorpus, storage: ChraStorage
+    context: dg.AssetExecutionContext, reviewed_corpus: ReviewedCorpus, storage: CharaStorage
 ) -> dg.MaterializeResult:
     language = get_language(reviewed_corpus.language)
     lines = [
@@ -203,7 +203,7 @@ def cloned_audio(
     augmented_lines: AugmentedLines,
     cloner_voice: ClonerVoice,
     brainbox: BrainBoxResource,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ) -> dg.MaterializeResult:
     import soundfile as sf
 

@@ -18,7 +18,7 @@ from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
 from chara_resources.paths import copy_file
 from chara_resources.settings import brainbox_pool
-from chara_resources.storage import ChraStorage
+from chara_resources.storage import CharaStorage
 from chara_resources.work_cache import WorkCache, file_sha256
 
 from ..partitions import character_language_partitions
@@ -204,7 +204,7 @@ def trimmed_clips(
     cloner_voice: ClonerVoice,
     voice_sample: VoiceSample,
     brainbox: BrainBoxResource,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ):  # no return annotation: with check_specs Dagster would read it as the outputs
     from .report import ReportClip, clips_page, duration_histogram
     from .verification import VerifyConfig, reject_rate_outliers, verify_clip
@@ -458,7 +458,7 @@ class PiperArchive(FolderManifest):
     description="The verified clips packed for Piper training, built by streaming.",
 )
 def piper_archive(
-    context: dg.AssetExecutionContext, trimmed_clips: TrimmedClips, storage: ChraStorage
+    context: dg.AssetExecutionContext, trimmed_clips: TrimmedClips, storage: CharaStorage
 ):  # no return annotation (check_specs)
     from .piper_archive import Clip, build_archive, check_archive
 

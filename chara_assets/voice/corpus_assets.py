@@ -16,7 +16,7 @@ from pydantic import Field
 
 from chara_resources.folder_asset import FolderManifest
 from chara_resources.settings import PROJECT_ROOT
-from chara_resources.storage import ChraStorage
+from chara_resources.storage import CharaStorage
 
 from ..characters.resource import CharacterCatalog
 from ..languages import get_language
@@ -118,7 +118,7 @@ def _table(header: tuple[str, str], rows: list[tuple[str, object]]) -> dg.Metada
     ),
 )
 def sentence_pool(
-    context: dg.AssetExecutionContext, config: SentencePoolConfig, storage: ChraStorage
+    context: dg.AssetExecutionContext, config: SentencePoolConfig, storage: CharaStorage
 ) -> dg.MaterializeResult:
     from .corpus import default_corpus_files, load_corpus
     from .sentences import Dictionary, filter_sentences, split_sentences
@@ -177,7 +177,7 @@ def sentence_pool(
 def pool_phonemes(
     context: dg.AssetExecutionContext,
     sentence_pool: SentencePool,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ) -> dg.MaterializeResult:
     # Phonemized here, not on BrainBox: libespeak-ng does a pool in about a second, and kaia's
     # EspeakPhonemizer container drops espeak's language-switch marks, which are how foreign
@@ -245,7 +245,7 @@ def text_corpus(
     sentence_pool: SentencePool,
     pool_phonemes: PoolPhonemes,
     characters: CharacterCatalog,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ):  # no return annotation: with check_specs Dagster would read it as the outputs
     from .selection import (
         PhonemeMatrix,
@@ -361,7 +361,7 @@ def reviewed_corpus(
     context: dg.AssetExecutionContext,
     config: ReviewedCorpusConfig,
     text_corpus: TextCorpus,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ) -> dg.MaterializeResult:
     from ..annotation.log import AnnotationLog, default_log_path
 

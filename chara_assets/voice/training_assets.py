@@ -21,7 +21,7 @@ from chara_resources.decider_shapes import PIPER_TRAINING_BASE_MODELS, base_epoc
 from chara_resources.folder_asset import FolderManifest
 from chara_resources.paths import check_slug, safe_join
 from chara_resources.settings import brainbox_pool, chara_home
-from chara_resources.storage import ChraStorage
+from chara_resources.storage import CharaStorage
 from chara_resources.work_cache import content_hash, file_sha256
 
 from ..partitions import character_language_partitions, parse_partition_key
@@ -162,7 +162,7 @@ def piper_checkpoints(
     config: PiperCheckpointsConfig,
     piper_archive: PiperArchive,
     brainbox: BrainBoxResource,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ) -> dg.MaterializeResult:
     from chara_resources.embedded.training import read_voice_tar
 
@@ -334,7 +334,7 @@ def _voice_tar(checkpoints: PiperCheckpoints, checkpoint: PiperCheckpoint, folde
 def _upload_voices(
     context: dg.AssetExecutionContext,
     brainbox: BrainBoxResource,
-    storage: ChraStorage,
+    storage: CharaStorage,
     checkpoints: PiperCheckpoints,
     names: dict[str, str],
 ) -> None:
@@ -370,7 +370,7 @@ def checkpoint_report(
     piper_archive: PiperArchive,
     voice_sample: VoiceSample,
     brainbox: BrainBoxResource,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ) -> dg.MaterializeResult:
     from .checkpoint_report import EVALUATION_TEXTS, ReportRow, audio_stats, checkpoint_page
 
@@ -507,7 +507,7 @@ def delivered_voice(
     config: DeliveredVoiceConfig,
     piper_checkpoints: PiperCheckpoints,
     brainbox: BrainBoxResource,
-    storage: ChraStorage,
+    storage: CharaStorage,
 ) -> dg.MaterializeResult:
     from chara_resources.paths import temporary_sibling
 

@@ -24,7 +24,7 @@ from chara_resources.brainbox_client import BrainBoxClient
 from chara_resources.brainbox_jobs import Call, Job, run_jobs
 from chara_resources.decider_shapes import SHAPES
 from chara_resources.settings import PROJECT_ROOT
-from chara_resources.storage import ChraStorage, FolderIOManager
+from chara_resources.storage import CharaStorage, FolderIOManager
 from chara_resources.work_cache import WorkCache
 
 from ..conftest import speak
@@ -225,7 +225,7 @@ def test_chara_check_asks_the_brainbox(fresh_server, tmp_path) -> None:
 
 
 def _materialize(home: Path, asset: str, partition: str, brainbox: BrainBoxResource):
-    storage = ChraStorage(root=str(home))
+    storage = CharaStorage(root=str(home))
     with dg.DagsterInstance.ephemeral() as instance:
         return dg.materialize(
             list(defs.assets),

@@ -38,7 +38,7 @@ from chara_resources.brainbox_client import BrainBoxClient
 from chara_resources.brainbox_jobs import Job, run_long_job
 from chara_resources.folder_asset import MANIFEST_NAME
 from chara_resources.settings import PROJECT_ROOT
-from chara_resources.storage import ChraStorage, FolderIOManager, load_manifest
+from chara_resources.storage import CharaStorage, FolderIOManager, load_manifest
 from chara_resources.work_cache import WorkCache
 
 from ..conftest import failure_message, speak
@@ -147,7 +147,7 @@ def trained(
     home = root / "home"
     base_epoch, base_step = lessac
     seed_archive(home, root / "clips", TEXTS)
-    storage = ChraStorage(root=str(home))
+    storage = CharaStorage(root=str(home))
     resources = {
         "storage": storage,
         "io_manager": FolderIOManager(storage=storage),

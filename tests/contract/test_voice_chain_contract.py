@@ -12,7 +12,7 @@ from chara_assets.demo import DemoSize, run_configs
 from chara_assets.partitions import CHARACTER_DIMENSION
 from chara_resources.avatar import AvatarResource
 from chara_resources.brainbox import BrainBoxResource
-from chara_resources.storage import ChraStorage, FolderIOManager, load_manifest
+from chara_resources.storage import CharaStorage, FolderIOManager, load_manifest
 
 from .conftest import ContractBrainBox
 from .standins.installs import install_cosyvoice, install_piper_base_model, install_vosk_whisper
@@ -23,7 +23,7 @@ EPOCHS = 3
 
 
 def _run(home: Path, server: ContractBrainBox, assets: list[str], partition: str, config=None):
-    storage = ChraStorage(root=str(home))
+    storage = CharaStorage(root=str(home))
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(CHARACTER_DIMENSION, ["kiki"])
         result = dg.materialize(

@@ -24,7 +24,7 @@ from chara_resources.avatar import AvatarResource
 from chara_resources.brainbox import BrainBoxResource
 from chara_resources.embedded.launcher import EmbeddedBrainBox
 from chara_resources.settings import PROJECT_ROOT
-from chara_resources.storage import ChraStorage, FolderIOManager
+from chara_resources.storage import CharaStorage, FolderIOManager
 
 LINES = 6  # lines of the prepared voice chain: small, so that the suite stays quick
 
@@ -40,7 +40,7 @@ def materialize(
     **extra,
 ) -> dg.ExecuteInProcessResult:  # fmt: skip
     """One asset partition of chara's definitions, in this process, on storage ``home``."""
-    storage = ChraStorage(root=str(home))
+    storage = CharaStorage(root=str(home))
     resources = {
         "storage": storage,
         "io_manager": FolderIOManager(storage=storage),

@@ -38,9 +38,9 @@ def main() -> int:
     from chara_assets.paraphrase.resource import TemplateFolder
     from chara_resources.avatar import AvatarResource
     from chara_resources.brainbox import BrainBoxResource
-    from chara_resources.storage import ChraStorage, FolderIOManager
+    from chara_resources.storage import CharaStorage, FolderIOManager
 
-    storage = ChraStorage(root=args.home)
+    storage = CharaStorage(root=args.home)
     resources = {
         "storage": storage,
         "io_manager": FolderIOManager(storage=storage),

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from chara_resources.settings import PROJECT_ROOT
-from chara_resources.storage import ChraStorage, FolderIOManager, load_manifest
+from chara_resources.storage import CharaStorage, FolderIOManager, load_manifest
 
 from .conftest import LINES, jobs, materialize
 
@@ -90,7 +90,7 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def _storage(home: Path, min_free_mb: float) -> dict:
-    storage = ChraStorage(root=str(home), min_free_mb=min_free_mb)
+    storage = CharaStorage(root=str(home), min_free_mb=min_free_mb)
     return {"storage": storage, "io_manager": FolderIOManager(storage=storage)}
 
 
