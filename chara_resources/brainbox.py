@@ -5,8 +5,6 @@ each role to a decider, its model parameter and, where they differ, its method n
 URL configured, chara starts the embedded BrainBox on this machine.
 """
 
-from __future__ import annotations
-
 import contextlib
 import hashlib
 from collections.abc import Iterator, Sequence
@@ -297,7 +295,7 @@ class BrainBoxResource(dg.ConfigurableResource):
             self._preflight_once(context, client, call, role, [job])
             return run_long_job(client, step, call, job, poll_s=poll_s, log=context.log.info)
 
-    def models(self, context: dg.OpExecutionContext) -> BrainBoxModels:
+    def models(self, context: dg.OpExecutionContext) -> "BrainBoxModels":
         """This BrainBox as the engines' ``Models`` (chara_resources/models.py), for one run."""
         return BrainBoxModels(self, context)
 
