@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chara_assets.languages import get_language
 from chara_assets.voice.selection import PhonemeMatrix, coverage, select_sentences
 from chara_resources.embedded.phonemes import EspeakPhonemes
+from chara_resources.languages import get_language
 
 FORTUNES = {
     "en": Path("/usr/share/games/fortunes"),  # Debian fortunes, fortunes-min

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from chara_resources.languages import get_language
+
 
 @dataclass(frozen=True)
 class DemoSize:
@@ -35,7 +37,8 @@ class DemoSize:
 
 def run_configs(size: DemoSize, language: str) -> dict[str, dict[str, Any]]:
     """Run config per job name, at demo size."""
-    base_models = {"en": "joe"} if language == "en" else {}
+    voice = get_language(language).embedded_base_voice
+    base_models = {language: voice} if voice else {}
     return {
         "corpus_job": {"ops": {"text_corpus": {"config": {"target": size.lines}}}},
         "voice_job": {"ops": {"reviewed_corpus": {"config": {"auto_accept": True}}}},

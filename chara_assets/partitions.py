@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from .languages import LANGUAGES
+from chara_resources.languages import LANGUAGES
 
 CHARACTER_DIMENSION = "character"
 LANGUAGE_DIMENSION = "language"

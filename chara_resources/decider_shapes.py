@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .languages import PerLanguage
+
 _PIPER_TRAINING = "brainbox.deciders.voice_generation.piper_training.app.interface"
 
 
@@ -68,7 +70,7 @@ def shape_of(decider: str, method: str) -> Shape:
 
 # The model each production decider needs per language, where a role names one by language:
 # kaia's PiperTraining base checkpoints, and Vosk's models (named by the language code).
-PIPER_TRAINING_BASE_MODELS = {"en": "lessac", "de": "thorsten", "ru": "denis"}
+PIPER_TRAINING_BASE_MODELS = PerLanguage(lambda lang: lang.piper_base_checkpoint)
 
 
 def role_models(decider: str, role: str, languages) -> list[str]:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from chara_assets.languages import get_language
 from chara_assets.voice.corpus import (
     STR_ROTATED,
     CorpusError,
@@ -30,6 +29,7 @@ from chara_assets.voice.sentences import (
     normalise,
     split_sentences,
 )
+from chara_resources.languages import get_language
 
 # --- normalisation and splitting ------------------------------------------------------------
 

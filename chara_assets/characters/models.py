@@ -7,9 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from chara_resources.languages import get_language
 from chara_resources.paths import check_slug
-
-from ..languages import get_language
 
 
 def _slug(value: str) -> str:

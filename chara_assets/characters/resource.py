@@ -5,10 +5,10 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from chara_resources.languages import Language, get_language
 from chara_resources.paths import check_slug
 from chara_resources.settings import PROJECT_ROOT
 
-from ..languages import Language, get_language
 from ..partitions import parse_partition_key
 from .catalog import (
     Catalog,

@@ -25,6 +25,7 @@ from chara_resources.avatar import (
 from chara_resources.brainbox import BrainBoxResource
 from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
+from chara_resources.languages import get_language
 from chara_resources.settings import brainbox_pool
 from chara_resources.storage import CharaStorage
 
@@ -47,12 +48,6 @@ from .resource import TemplateFolder
 from .restore import Candidate, candidate_text, restore_answer
 from .selection import batches, choose_groups, usage_by_group
 from .templates import Group, Slot, missing_words
-
-_DE_DETERMINERS = {
-    "der", "die", "das", "dem", "den", "des", "ein", "eine", "einen", "einem", "einer", "eines",
-    "kein", "keine", "keinen", "keinem", "keiner", "mein", "meine", "dein", "deine", "ihr",
-    "ihre", "sein", "seine", "unser", "unsere",
-}  # fmt: skip
 
 
 class AvatarRecord(BaseModel):
@@ -343,9 +338,10 @@ def question_job(prompt: str, vote: int, label: str) -> Job:
     return Job(arguments={"prompt": prompt}, inputs={"prompt": prompt, "vote": vote}, label=label)
 
 
-def _has_determiner(text: str, slot: Slot) -> bool:
+def _has_determiner(text: str, slot: Slot, language: str) -> bool:
     before = text.split(slot.fragment, 1)[0].split()
-    return bool(before) and before[-1].casefold().strip(",.;:") in _DE_DETERMINERS
+    determiners = get_language(language).determiners
+    return bool(before) and before[-1].casefold().strip(",.;:") in determiners
 
 
 @dg.asset(
@@ -626,7 +622,11 @@ def _vote_cases(
         case_vote = majority([parse_case(a, language) for a in said])
         rule: dict[str, str | None] = {"case": case_vote.winner, "votes": case_vote.reason}
         slot = slots[(key, text, fragment)]
-        if language == "de" and not slot.count and not _has_determiner(text, slot):
+        if (
+            get_language(language).article_words
+            and not slot.count
+            and not _has_determiner(text, slot, language)
+        ):
             article_vote = majority([parse_article(a) for a in said])
             rule["article"] = article_vote.winner
             rule["article_votes"] = article_vote.reason

@@ -13,44 +13,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from chara_resources.languages import LANGUAGES, PerLanguage, get_language
+
 from .templates import Slot, TemplateSpec, TextVariable
 
-LANGUAGES_WITH_CASES = ("de", "ru")
-
-# Case names an answer may use (English, the language's own, abbreviations) -> our name.
-_CASE_WORDS: dict[str, dict[str, str]] = {
-    "ru": {
-        "nominative": "nominative",
-        "именительн": "nominative",
-        "genitive": "genitive",
-        "родительн": "genitive",
-        "dative": "dative",
-        "дательн": "dative",
-        "accusative": "accusative",
-        "винительн": "accusative",
-        "instrumental": "instrumental",
-        "творительн": "instrumental",
-        "prepositional": "prepositional",
-        "предложн": "prepositional",
-    },
-    "de": {
-        "nominativ": "nominative",
-        "genitiv": "genitive",
-        "dativ": "dative",
-        "akkusativ": "accusative",
-        "accusativ": "accusative",
-    },
-}
-_ARTICLE_WORDS = {
-    "indefinite": "indefinite",
-    "unbestimmt": "indefinite",
-    "definite": "definite",
-    "bestimmt": "definite",
-    "no article": "none",
-    "none": "none",
-    "kein artikel": "none",
-    "ohne artikel": "none",
-}
+# Case names an answer may use (English, the language's own, stems) -> our name; a language
+# without them takes no case.
+_CASE_WORDS = PerLanguage(lambda lang: lang.case_words)
 
 
 def case_names(language: str) -> list[str]:
@@ -63,7 +32,7 @@ def parse_case(answer: str, language: str) -> str | None:
     found = {
         case
         for word, case in _CASE_WORDS[language].items()
-        if re.search(r"(?<![a-zа-яё])" + re.escape(word), text)
+        if re.search(r"(?<![^\W\d_])" + re.escape(word), text)
     }
     return found.pop() if len(found) == 1 else None
 
@@ -72,7 +41,8 @@ def parse_article(answer: str) -> str | None:
     """none / definite / indefinite, or None if the answer names none or several."""
     text = answer.casefold()
     found: set[str] = set()
-    for word, kind in sorted(_ARTICLE_WORDS.items(), key=lambda kv: -len(kv[0])):
+    words = {w: k for lang in LANGUAGES.values() for w, k in lang.article_words.items()}
+    for word, kind in sorted(words.items(), key=lambda kv: -len(kv[0])):
         if re.search(r"(?<![a-z])" + re.escape(word) + r"(?![a-z])", text):
             found.add(kind)
             text = text.replace(word, " ")  # "indefinite" must not also count as "definite"
@@ -106,7 +76,7 @@ def majority(votes: Sequence[str | None]) -> Vote:
 
 def slots_needing_case(spec: TemplateSpec, slots: Sequence[Slot], language: str) -> list[Slot]:
     """Slots whose words change with case: all but free text (names stay as they are)."""
-    if language not in LANGUAGES_WITH_CASES:
+    if language not in _CASE_WORDS:
         return []
     return [s for s in slots if s.count or not isinstance(spec.variables.get(s.name), TextVariable)]
 
@@ -115,7 +85,7 @@ def grammar_rule(language: str, case: str | None, article: str | None = None):
     """The grammatron rule for a voted case (None: nothing to set)."""
     if case is None and article is None:
         return None
-    if language == "ru":
+    if get_language(language).grammar == "ru":
         from grammatron.grammars.ru import RuCase, RuGrammarRule
 
         return RuGrammarRule(case=RuCase[case.upper()]) if case else None
@@ -156,8 +126,6 @@ def parse_translation(answer: str) -> str | None:
 
 
 def translation_prompt(value: str, description: str, language: str) -> str:
-    from ..languages import get_language
-
     name = get_language(language).name
     return (
         f'Translate the English word "{value}" ({description}) into {name}. Answer with the '

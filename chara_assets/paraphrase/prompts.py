@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..languages import get_language
+from chara_resources.languages import get_language
+
 from .grammar import case_names
 from .templates import Group, IntVariable, OptionsVariable, Slot, TemplateSpec, examples
 
@@ -94,9 +95,6 @@ def case_prompt(line_text: str, slot: Slot, spec: TemplateSpec, language: str) -
         f"{slot.fragment} stands for {what}. Which grammatical case must it take? "
         f"Answer with one word: {cases}."
     )
-    if language == "de" and not slot.count:
-        text += (
-            " Then say which article it needs: definite (der, die, das), indefinite (ein, eine) "
-            "or no article."
-        )
+    if not slot.count:
+        text += get_language(language).article_question
     return text

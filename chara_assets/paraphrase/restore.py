@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from chara_resources.languages import get_language, letter_script
+
 from .templates import Line, Part, Slot, Text, parse_line
 
 ACCEPTED = "accepted"
@@ -303,24 +305,26 @@ _PROMPT_WORDING = re.compile(
     r"situation\s*:|must express|it is a reply to|placeholder|bullet list", re.IGNORECASE
 )
 _INLINE_NUMBER = re.compile(r"(?:^|\s)\d{1,2}[.)](?:\s|$)")
-_CYRILLIC = re.compile(r"[\u0400-\u04FF]")
 
 
 def wrong_script(parts: Sequence[Part], language: str) -> str | None:
     """Why the line's own words (placeholders aside) cannot be in ``language``, or None.
 
-    Russian needs at least 80 % Cyrillic letters; German and English none. (Telling German
-    from English needs more than the script; that is left to the LLM.)
+    At least the language's ``min_script_share`` of the letters must be in its script (Russian:
+    80 % Cyrillic; German and English: all Latin). (Telling German from English needs more
+    than the script; that is left to the LLM.)
     """
     letters = [ch for p in parts if isinstance(p, Text) for ch in p.text if ch.isalpha()]
     if not letters:
         return None
-    cyrillic = sum(1 for ch in letters if _CYRILLIC.match(ch))
-    if language == "ru" and cyrillic < 0.8 * len(letters):
-        return f"only {cyrillic} of {len(letters)} letters are Cyrillic"
-    if language in ("en", "de") and cyrillic:
-        return f"{cyrillic} Cyrillic letters"
-    return None
+    lang = get_language(language)
+    foreign = Counter(s for s in map(letter_script, letters) if s != lang.script)
+    own = len(letters) - foreign.total()
+    if own >= lang.min_script_share * len(letters):
+        return None
+    if lang.min_script_share < 1:
+        return f"only {own} of {len(letters)} letters are {lang.script.title()}"
+    return ", ".join(f"{n} {script.title()} letters" for script, n in sorted(foreign.items()))
 
 
 def candidate_text(candidate: Candidate) -> str:

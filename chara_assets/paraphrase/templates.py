@@ -45,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from ..languages import LANGUAGES
+from chara_resources.languages import LANGUAGES, SOURCE_LANGUAGE
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TEMPLATE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*\Z")
@@ -549,7 +549,7 @@ def _template(reader: _Reader, node: yaml.Node, file: str) -> TemplateSpec:
         line = _mapping_key_line(fields, "variables")
         raise TemplateError(file, line, f"{what}: variable {unused[0]!r} is never used")
     tags = {code: {variables_tag(line.variables) for line in ls} for code, ls in lines.items()}
-    reference = min(tags, key=lambda c: (c != "en", c))
+    reference = min(tags, key=lambda c: (c != SOURCE_LANGUAGE, c))
     for code, found in sorted(tags.items()):
         if found != tags[reference]:
             missing = sorted(tags[reference] - found)
@@ -740,7 +740,7 @@ Words = dict[str, dict[str, str]]  # variable -> option value -> word (translati
 def missing_words(variable: Variable, language: str) -> list[str]:
     """Option values that have no word of their own in ``language`` (candidates for
     translation; English values are taken as they are)."""
-    if not isinstance(variable, OptionsVariable) or language == "en":
+    if not isinstance(variable, OptionsVariable) or language == SOURCE_LANGUAGE:
         return []
     return [o.value for o in variable.options if language not in o.words]
 

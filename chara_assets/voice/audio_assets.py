@@ -12,12 +12,12 @@ from pydantic import BaseModel, Field
 from chara_resources.brainbox import BrainBoxResource
 from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
+from chara_resources.languages import get_language
 from chara_resources.paths import copy_file
 from chara_resources.settings import brainbox_pool
 from chara_resources.storage import CharaStorage
 from chara_resources.work_cache import file_sha256
 
-from ..languages import get_language
 from ..partitions import character_language_partitions, parse_partition_key
 from .assets import VoiceSample
 from .corpus_assets import ReviewedCorpus

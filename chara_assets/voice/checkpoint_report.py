@@ -11,12 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from chara_resources.languages import PerLanguage
+
 # The same sentence voiced by every checkpoint, per language.
-EVALUATION_TEXTS = {
-    "en": "Hello! I am your new voice. How do you like the way I sound today?",
-    "de": "Hallo! Ich bin deine neue Stimme. Wie gefällt dir, wie ich heute klinge?",
-    "ru": "Привет! Я твой новый голос. Как тебе нравится, как я звучу сегодня?",
-}
+EVALUATION_TEXTS = PerLanguage(lambda lang: lang.evaluation_text)
 
 # Losses shown in tables and plots, in this order (the trainer may report more).
 MAIN_LOSSES = ("loss_g", "loss_d", "train_mel", "val_mel")

@@ -19,7 +19,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ..languages import Language, get_language
+from chara_resources.languages import Language, get_language
 
 STR_ROTATED = 0x4
 """strfile's flag in a ``.dat`` header: the records are ROT13-encoded (offensive fortunes)."""

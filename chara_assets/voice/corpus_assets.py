@@ -15,11 +15,11 @@ import dagster as dg
 from pydantic import Field
 
 from chara_resources.folder_asset import FolderManifest
+from chara_resources.languages import get_language
 from chara_resources.settings import PROJECT_ROOT
 from chara_resources.storage import CharaStorage
 
 from ..characters.resource import CharacterCatalog
-from ..languages import get_language
 from ..partitions import (
     character_language_partitions,
     language_partitions,

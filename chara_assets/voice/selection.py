@@ -18,58 +18,10 @@ from typing import Literal
 
 import numpy as np
 
-# --- Native phoneme inventories -------------------------------------------------------------
-# Derived by phonemizing the Debian fortune files with espeak-ng 1.51 (English: the
-# ``fortunes``/``fortunes-min`` files, voice en-us, ~11,000 sentences of 60-120 characters;
-# German: ``fortunes-de``, voice de, ~12,600; Russian: ``fortunes-ru``, voice ru, ~9,100),
-# counting phonemes outside espeak's "(xx)" language-switch spans, then curated by hand:
-# a phoneme is native when espeak emits it for native words of the language. Symbols are
-# exactly what the phonemizer emits, including espeak's own names where it has no IPA
-# ("??", 'u"', "ɪ^"). Everything else marks a foreign word (or an espeak artefact).
-#
-# en (en-us), 59: espeak's r-coloured vowels and diphthongs are single phonemes ("ɑːɹ", "ɔːɹ",
-#   "oːɹ", "ɛɹ", "ɪɹ", "ʊɹ", "aɪɚ", "aɪə", "iə"), as are syllabic "əl" and "n̩"; "ʔ" is the
-#   glottal stop of "button", "ɾ" the flap of "better", "ᵻ" the reduced vowel of "before",
-#   "ɐ" the reduced "a"/"the"; "oː" (without ɹ) is what espeak gives "more"/"story" at times.
-#   Excluded: "x" (Bach), "r" (trill), "o" (Tolkien), "ɑ̃" (French nasal), and the artefacts
-#   "ææ", "ɐɐ", "əlh" of shouted or mangled words.
-# de, 47: "ɜ" is espeak's vocalised r ("aber", "immer"), "??" its "ur" diphthong ("durch",
-#   "kurz", "Ursache"), "ɔø" the "eu/äu" diphthong, "ɑ" the unstressed short a ("Radio"),
-#   "i" the unstressed tense i ("Religion"); "r" and "ɾ" are both native r allophones; "pf",
-#   "ts", "tʃ" (deutsch, tschüss) are native affricates. Excluded: "dʒ", "ʒ" (only in loans:
-#   Job, Manager, Passagier), "w", "ɛɪ", "ɒ", "ɔː", "eə", "əʊ", "ʌ", "ð", "eɪ", "θ", "ɹ", "ɜː"
-#   (English loans that espeak does not bracket), the French nasals "ɑ̃", "ɔ̃", and digits.
-# ru, 53: hard/soft consonant pairs ("t"/"tʲ", ..., "ɭ"/"ɭʲ" for л/ль), "ɕ" (щ), "ʑ" (soft
-#   з), "tʃʲ" (ч) with its voiced allophone "dʒʲ" (врач бы), espeak's "ja"/"ju" units, the
-#   vowels "ʌ", "ɪ", "ə" reduced, "ɵ" (ё after soft consonants), 'u"' (ю/у after soft
-#   consonants: "любовь"), "ɪ^" (unstressed vowel after р: "теперь"), "ɔ" (numerals: сорок).
-#   Excluded: English phonemes in unbracketed loans ("iː", "uː", "l", "h", "w", "ɹ", "aɪ",
-#   "eɪ", "əʊ", "ɒ", "ɐ", "ð", "θ", "ŋ", "dʒ", "tʃ", ...) and "ø" (3 hits, an artefact of
-#   reading decimal numbers).
+from chara_resources.languages import PerLanguage, get_language
 
-
-def _symbols(*groups: str) -> frozenset[str]:
-    """Space-separated phoneme symbols (some contain quotes or carets) as a set."""
-    return frozenset(symbol for group in groups for symbol in group.split())
-
-
-NATIVE_PHONEMES: dict[str, frozenset[str]] = {
-    "en": _symbols(
-        "p b t d k ɡ f v θ ð s z ʃ ʒ h tʃ dʒ m n ŋ l ɹ w j ɾ ʔ n̩ əl",  # consonants
-        "ɪ ɛ æ ʌ ʊ ɔ ə ɐ ᵻ i iː uː ɑː ɔː ɜː ɚ oː",  # monophthongs
-        "eɪ aɪ ɔɪ aʊ oʊ iə aɪə aɪɚ ɑːɹ ɔːɹ oːɹ ɛɹ ɪɹ ʊɹ",  # diphthongs, r-coloured units
-    ),
-    "de": _symbols(
-        "p b t d k ɡ f v s z ʃ ç x h j m n ŋ l r ɾ pf ts tʃ",
-        "a ɑ ɑː ɛ ɛː eː ɪ i iː ɔ oː ʊ uː y yː œ øː ə ɜ",
-        "aɪ aʊ ɔø ??",
-    ),
-    "ru": _symbols(
-        "p pʲ b bʲ t tʲ d dʲ k kʲ ɡ ɡʲ f fʲ v vʲ s sʲ z ʑ ʃ ʒ ɕ x ts tʃʲ dʒʲ m mʲ n nʲ",
-        "ɭ ɭʲ r rʲ j",
-        'a ɑ ʌ e ɛ i ɪ ɪ^ o ɔ ɵ u u" y ə ja ju',
-    ),
-}
+# The native phoneme inventories (how each was derived and curated) are in the registry.
+NATIVE_PHONEMES = PerLanguage(lambda lang: lang.native_phonemes)
 
 ForeignMode = Literal["drop", "ignore"]
 _SWITCH = re.compile(r"^\(([a-z]{2,3})(?:-[a-z0-9]+)?\)$")  # espeak's "(en)", "(en-us)"
@@ -195,8 +147,6 @@ class PhonemeMatrix:
             chara_resources.embedded.phonemes.PhonemizerError: espeak-ng is missing.
         """
         from chara_resources.embedded.phonemes import EspeakPhonemes
-
-        from ..languages import get_language
 
         voice = get_language(language).espeak_voice
         return cls.from_phonemes(EspeakPhonemes().phonemize(list(texts), voice), language, texts)

@@ -30,7 +30,8 @@ from functools import cache
 from itertools import pairwise
 from pathlib import Path
 
-from ..languages import Language
+from chara_resources.languages import Language
+
 from .corpus import CorpusError, load_corpus, resolve_language
 
 REASONS = ("characters", "length", "capitals", "inner_capital", "duplicate", "unknown_word")

@@ -70,6 +70,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from chara_resources.languages import LANGUAGES, PerLanguage, language_code
 from chara_resources.paths import temporary_sibling
 
 REASONS = (
@@ -84,17 +85,9 @@ REASONS = (
 )
 """Rejection reasons, in the order :func:`verify_clip` reports them when several apply."""
 
-FRAMES: dict[str, tuple[str, str]] = {
-    "en": ("The beginning. ", " The end."),
-    "de": ("Der Beginn. ", " Das Ende."),
-    "ru": ("Я начинаю. ", " Я закончил."),
-}
+FRAMES = PerLanguage(lambda lang: (lang.clone_prefix, lang.clone_suffix))
 """Per language, the prefix and suffix a line is voiced between."""
 
-# Letters the recognisers and the corpus spell in more than one way. Applied for every language:
-# "ß" and "ё" occur in no other language chara voices, so it costs nothing and a German name in a
-# Russian line (or a Whisper transcript that drops the dots) still compares equal.
-_FOLD = str.maketrans({"ß": "ss", "ẞ": "ss", "ё": "е", "Ё": "е"})
 # Characters that split a word in two; an apostrophe inside a word joins it ("don't" -> "dont").
 _SPLITTERS = frozenset("-‐‑‒–—―/")
 _DIGITS = re.compile(r"\d+")
@@ -113,16 +106,11 @@ def frame_line(line: str, language: str) -> str:
     Raises ``KeyError`` naming the known languages if ``language`` has no frame.
     """
     try:
-        prefix, suffix = FRAMES[_language(language)]
+        prefix, suffix = FRAMES[language_code(language)]
     except KeyError:
         known = ", ".join(FRAMES)
         raise KeyError(f"no prefix/suffix for language {language!r}; known: {known}") from None
     return f"{prefix}{line.strip()}{suffix}"
-
-
-def _language(language: str) -> str:
-    """``"en-US"``, ``"EN"`` -> ``"en"``."""
-    return language.strip().lower().replace("_", "-").split("-", 1)[0]
 
 
 def _spell_number(digits: str, language: str) -> str:
@@ -134,7 +122,7 @@ def _spell_number(digits: str, language: str) -> str:
     except ImportError:
         return ""
     try:
-        return str(num2words(int(digits), lang=_language(language)))
+        return str(num2words(int(digits), lang=language_code(language)))
     except (NotImplementedError, OverflowError, ValueError):
         return ""
 
@@ -146,13 +134,15 @@ def normalise_words(text: str, language: str) -> list[str]:
     are dropped, so ``"Don't, well-known!"`` gives ``["dont", "well", "known"]`` and a token
     without letters gives nothing. Runs of digits are spelled out in ``language`` (``en``,
     ``de``, ``ru``; see ``_spell_number``): corpus lines never hold digits, but Whisper writes
-    "work 12" for "work twelve", which would otherwise cost six letters. The folding applies to
-    every language (see ``_FOLD``). Returns an empty list for empty text.
+    "work 12" for "work twelve", which would otherwise cost six letters. The registry's spelling
+    folds of every language apply (a German name in a Russian line still compares equal).
+    Returns an empty list for empty text.
     """
     text = unicodedata.normalize("NFC", text)
     if any(ch.isdigit() for ch in text):
         text = _DIGITS.sub(lambda m: f" {_spell_number(m.group(), language)} ", text)
-    text = text.translate(_FOLD).lower()
+    folds = {a: b for lang in LANGUAGES.values() for a, b in lang.spelling_folds.items()}
+    text = text.translate(str.maketrans(folds)).lower()
     words: list[str] = []
     current: list[str] = []
     for ch in text:

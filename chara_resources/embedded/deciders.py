@@ -15,6 +15,7 @@ from pathlib import Path
 
 from brainbox import ISelfManagingDecider
 
+from ..languages import LANGUAGES, Language
 from ..paths import atomic_write_json, check_relative_file
 from ..settings import chara_home
 
@@ -60,20 +61,20 @@ class EmbeddedRecognizer(ISelfManagingDecider):
         return [dict(w) for w in self._recognizer.transcribe(_cache_file(self, file), model)]
 
 
-_CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
-_GERMAN_MARKS = re.compile(r"[äöüß]", re.IGNORECASE)
-_GERMAN_WORDS = {"der", "die", "das", "und", "ich", "nicht", "ist", "ein", "eine", "zu", "mit"}
-_ENGLISH_WORDS = {"the", "and", "i", "is", "you", "to", "a", "of", "it", "not", "with"}
-
-
 def guess_language(text: str) -> str:
-    """en, de or ru from the script, umlauts and common words (for the stand-in voice only)."""
-    if _CYRILLIC.search(text):
-        return "ru"
-    words = re.findall(r"[a-zäöüß]+", text.lower())
-    german = sum(w in _GERMAN_WORDS for w in words) + 2 * len(_GERMAN_MARKS.findall(text))
-    english = sum(w in _ENGLISH_WORDS for w in words)
-    return "de" if german > english else "en"
+    """The registered language ``text`` is most likely in (for the stand-in voice only): each
+    of its letters that no other language has counts 2 (Cyrillic, umlauts), each of its
+    common words 1; a tie goes to the language with fewer letters of its own (English)."""
+    text = text.lower()
+    words = re.findall(r"[^\W\d_]+", text)
+
+    def score(lang: Language) -> tuple[int, int]:
+        others = {c for other in LANGUAGES.values() if other is not lang for c in other.letters}
+        own = set(lang.letters) - others
+        hits = sum(w in lang.common_words for w in words) + 2 * sum(c in own for c in text)
+        return hits, -len(own)
+
+    return max(LANGUAGES.values(), key=score).code
 
 
 class StandInVoice(ISelfManagingDecider):

