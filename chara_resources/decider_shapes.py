@@ -71,6 +71,13 @@ def shape_of(decider: str, method: str) -> Shape:
 # The model each production decider needs per language, where a role names one by language:
 # kaia's PiperTraining base checkpoints, and Vosk's models (named by the language code).
 PIPER_TRAINING_BASE_MODELS = PerLanguage(lambda lang: lang.piper_base_checkpoint)
+# Base models per language by trainer: kaia's PiperTraining has Piper's public checkpoints;
+# the embedded trainer has the packaged English voice to warm-start from (and whatever a
+# person put in its base folder, named in the config).
+BASE_MODELS = {
+    "PiperTraining": PIPER_TRAINING_BASE_MODELS,
+    "PiperTrainer": PerLanguage(lambda lang: lang.embedded_base_voice),
+}
 
 
 def role_models(decider: str, role: str, languages) -> list[str]:

@@ -85,10 +85,13 @@ def grammar_rule(language: str, case: str | None, article: str | None = None):
     """The grammatron rule for a voted case (None: nothing to set)."""
     if case is None and article is None:
         return None
-    if get_language(language).grammar == "ru":
+    grammar = get_language(language).grammar
+    if grammar == "ru":
         from grammatron.grammars.ru import RuCase, RuGrammarRule
 
         return RuGrammarRule(case=RuCase[case.upper()]) if case else None
+    if grammar != "de":
+        raise ValueError(f"language {language!r}: no grammatron grammar for its cases")
     from grammatron.grammars.de import DeArticleType, DeCasus, DeGrammarRule
 
     casus = {

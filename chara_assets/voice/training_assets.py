@@ -17,9 +17,8 @@ from pydantic import BaseModel, Field
 from chara_resources.brainbox import BrainBoxResource
 from chara_resources.brainbox_client import BrainBoxError
 from chara_resources.brainbox_jobs import Job
-from chara_resources.decider_shapes import PIPER_TRAINING_BASE_MODELS, base_epochs
+from chara_resources.decider_shapes import BASE_MODELS, base_epochs
 from chara_resources.folder_asset import FolderManifest
-from chara_resources.languages import PerLanguage
 from chara_resources.paths import check_slug, safe_join
 from chara_resources.settings import brainbox_pool, chara_home
 from chara_resources.storage import CharaStorage
@@ -30,13 +29,6 @@ from .assets import VoiceSample
 from .clip_assets import PiperArchive
 
 QUALITIES = ("x_low", "medium", "high")
-# Base models per language by trainer: kaia's PiperTraining has Piper's public checkpoints;
-# the embedded trainer has the packaged English voice to warm-start from (and whatever a
-# person put in its base folder, named in the config).
-BASE_MODELS = {
-    "PiperTraining": PIPER_TRAINING_BASE_MODELS,
-    "PiperTrainer": PerLanguage(lambda lang: lang.embedded_base_voice),
-}
 # What kaia's PiperTraining decider takes; the embedded trainer also takes the rest.
 _PRODUCTION_PARAMETERS = (
     "epochs",

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import uuid
 from pathlib import Path
 
 from brainbox import ISelfManagingDecider
 
-from ..languages import LANGUAGES, Language
+from ..languages import guess_language
 from ..paths import atomic_write_json, check_relative_file
 from ..settings import chara_home
 
@@ -59,22 +58,6 @@ class EmbeddedRecognizer(ISelfManagingDecider):
                 vosk_models_from_env(), whisper_cache_dir=chara_home() / "models"
             )
         return [dict(w) for w in self._recognizer.transcribe(_cache_file(self, file), model)]
-
-
-def guess_language(text: str) -> str:
-    """The registered language ``text`` is most likely in (for the stand-in voice only): each
-    of its letters that no other language has counts 2 (Cyrillic, umlauts), each of its
-    common words 1; a tie goes to the language with fewer letters of its own (English)."""
-    text = text.lower()
-    words = re.findall(r"[^\W\d_]+", text)
-
-    def score(lang: Language) -> tuple[int, int]:
-        others = {c for other in LANGUAGES.values() if other is not lang for c in other.letters}
-        own = set(lang.letters) - others
-        hits = sum(w in lang.common_words for w in words) + 2 * sum(c in own for c in text)
-        return hits, -len(own)
-
-    return max(LANGUAGES.values(), key=score).code
 
 
 class StandInVoice(ISelfManagingDecider):
