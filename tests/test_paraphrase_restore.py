@@ -333,8 +333,8 @@ def test_german_case_and_article_go_into_the_template() -> None:
     said = paraphrase_template(spec, line).dub.to_str({"unit": "h"}, DubParameters(language="de"))
     assert said == "Noch mit der Stunde!"
     # An article the LLM already wrote is kept, so no second one is voted in.
-    assert _has_determiner("Noch mit der {unit}!", Slot("unit"))
-    assert not _has_determiner("Noch mit {unit}!", Slot("unit"))
+    assert _has_determiner("Noch mit der {unit}!", Slot("unit"), "de")
+    assert not _has_determiner("Noch mit {unit}!", Slot("unit"), "de")
 
 
 @settings(max_examples=300, deadline=None)
