@@ -8,7 +8,6 @@ chara_resources spells a table by language code (checked on the source with ast)
 import ast
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from chara_resources.languages import (
     PerLanguage,
     get_language,
     guess_language,
-    symbols,
+    load_language,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,33 +193,57 @@ def test_no_language_table_outside_the_registry() -> None:
 # --- adding a language ----------------------------------------------------------------------
 
 
+ESPERANTO = """\
+name = "Esperanto"
+espeak_voice = "eo"
+letters = "abcĉdefgĝhĥijĵklmnoprsŝtuŭvz"
+native_phonemes = ["a e i o u", "b d f ɡ h k l m n p r s t v z ʃ ʒ tʃ dʒ"]
+evaluation_text = "Saluton! Mi estas via nova voĉo."
+clone_prefix = "La komenco. "
+clone_suffix = " La fino."
+piper_base_checkpoint = "eo-base"
+embedded_base_voice = "eo-voice"
+speech_engines = ["espeak-ng"]
+recognisers = ["whisper"]
+common_words = "la kaj mi estas"
+min_script_share = 0.9
+grammar = "eo"
+
+[spelling_folds]
+"ĥ" = "h"
+
+[case_words]
+"akuzativo" = "accusative"
+"nominativo" = "nominative"
+"""
+
+
 @pytest.fixture
-def esperanto(monkeypatch: pytest.MonkeyPatch):
-    """A fourth language registered the way README says: one entry."""
-    lang = replace(
-        get_language("de"),
-        code="eo",
-        name="Esperanto",
-        espeak_voice="eo",
-        letters="abcĉdefgĝhĥijĵklmnoprsŝtuŭvz",
-        native_phonemes=symbols("a e i o u b d f ɡ h k l m n p r s t v z ʃ ʒ tʃ dʒ"),
-        evaluation_text="Saluton! Mi estas via nova voĉo.",
-        clone_prefix="La komenco. ",
-        clone_suffix=" La fino.",
-        piper_base_checkpoint="eo-base",
-        speech_engines=(speech.ESPEAK,),
-        recognisers=(recognition.WHISPER,),
-        embedded_base_voice="eo-voice",
-        common_words=symbols("la kaj mi estas"),
-        spelling_folds={"ĥ": "h"},
-        case_words={"akuzativo": "accusative", "nominativo": "nominative"},
-        grammar="eo",
-        article_words={},
-        article_question="",
-        min_script_share=0.9,
-    )
+def esperanto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fourth language registered the way README says: one file, read like the others."""
+    (tmp_path / "eo.toml").write_text(ESPERANTO, encoding="utf-8")
+    lang = load_language(tmp_path / "eo.toml")
     monkeypatch.setitem(LANGUAGES, "eo", lang)
     return lang
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.replace('name = "Esperanto"\n', ""), "missing 1 required.*'name'"),
+        (lambda t: "colour = 1\n" + t, "unknown field 'colour'"),
+        (lambda t: t.replace('speech_engines = ["espeak-ng"]', "speech_engines = 3"), "speech_en"),
+        (lambda t: t.replace("min_script_share = 0.9", 'min_script_share = "x"'), "min_script"),
+        (lambda t: t.replace('"h"', "1"), "spelling_folds must map to strings only"),
+        (lambda t: t.replace("[case_words]", "[case_words"), "not a readable TOML file"),
+    ],
+)
+def test_a_broken_entry_is_named_with_its_field(tmp_path: Path, change, message) -> None:
+    path = tmp_path / "eo.toml"
+    path.write_text(change(ESPERANTO), encoding="utf-8")
+    with pytest.raises(ValueError, match=message) as caught:
+        load_language(path)
+    assert "eo.toml" in str(caught.value)
 
 
 @pytest.mark.parametrize(("name", "table", "pick"), DERIVED, ids=[d[0] for d in DERIVED])
