@@ -80,13 +80,13 @@ class Language:
     """The share of a paraphrase's letters that must be in :attr:`script`."""
     common_words: frozenset[str] = frozenset()
     """Frequent short words: with its own letters, they tell which language a text is in."""
-    spelling_folds: Mapping[str, str] = field(default_factory=dict)
+    spelling_folds: Mapping[str, str] = field(default_factory=dict, hash=False)
     """Letters recognisers and corpora spell in more than one way -> the one spelling compared."""
-    case_words: Mapping[str, str] = field(default_factory=dict)
+    case_words: Mapping[str, str] = field(default_factory=dict, hash=False)
     """Words an LLM answer may name a case with -> the case; empty: no case is voted."""
     grammar: str = ""
     """The grammatron grammar that inflects the voted case (paraphrase/grammar.py)."""
-    article_words: Mapping[str, str] = field(default_factory=dict)
+    article_words: Mapping[str, str] = field(default_factory=dict, hash=False)
     """Words an answer may name an article with -> none/definite/indefinite; empty: no vote."""
     article_question: str = ""
     """Appended to the case question for a word that may take an article."""

@@ -8,6 +8,7 @@ chara_resources spells a table by language code (checked on the source with ast)
 import ast
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,7 @@ def test_every_entry_is_complete() -> None:
         assert all(case.isalpha() and case.islower() for case in lang.case_words.values())
         assert bool(lang.case_words) == bool(lang.grammar), code
         assert bool(lang.article_words) == bool(lang.article_question), code
+        assert hash(lang) == hash(replace(lang)), code  # sentences.py caches per Language
 
 
 def test_the_registry_imports_neither_dagster_nor_heavy_libraries() -> None:
