@@ -1,27 +1,7 @@
 """Reply templates as YAML files: parsing with errors that name file, line and problem.
 
-A file holds a list of templates (one file per skill is usual)::
-
-    templates:
-      - name: timer_set                # the assistant's template name (unique)
-        context: The user asked to set a timer.
-        replies_to: ["Set a timer for five minutes"]    # or per language: {en: [...], de: [...]}
-        must_express: that the timer runs and for how long
-        variables:
-          index: {type: int, min: 1, max: 5, ordinal: true, description: which timer}
-          count: {type: int, min: 1, max: 60, description: how many units}
-          unit:
-            type: options
-            description: the unit of time
-            options:
-              - {value: minute, en: minute, de: Minute, ru: минута}
-              - hour                    # value and word in every language
-          name: {type: text, examples: [Sam, Alex], description: the user's name}
-        lines:
-          en:
-            - "The {index} timer is set for {count+unit}."
-            - "Timer set."
-          de: ["Der {index} Timer läuft {count+unit}.", "Timer gestellt."]
+A file holds a list of templates (one file per skill is usual); docs/paraphrasing.md
+("Templates") shows the format with an example.
 
 In a line, ``{name}`` is a variable, ``{count+noun}`` an integer variable with a noun variable
 that agrees with it in number (and case), ``{count/word}`` the same with a fixed word, and
@@ -29,9 +9,9 @@ that agrees with it in number (and case), ``{count/word}`` the same with a fixed
 group is paraphrased on its own. Every group must exist in every language of the template (the
 assistant utters one set of values, whatever the language).
 
-The file model is pydantic (dataclasses, so a variable is built and compared like a plain
-one); the YAML reader keeps every value's line, so that each error names the file, the line and
-the problem. No Dagster here: this is plain logic, tested directly.
+The file model is pydantic dataclasses (a variable is built and compared like a plain one); the
+YAML reader keeps every value's line, so that each error names the file, the line and the
+problem. No Dagster here: this is plain logic, tested directly.
 """
 
 import dataclasses
@@ -128,7 +108,8 @@ def _read_yaml(text: str, file: str) -> Any:
         if isinstance(node, yaml.SequenceNode):
             value: Any = _List(map(convert, node.value))
         elif isinstance(node, yaml.MappingNode):
-            value, value.key_lines = _Map(), {}
+            value = _Map()
+            value.key_lines = {}
             for key_node, item in node.value:
                 key, line = str(key_node.value), key_node.start_mark.line + 1
                 if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":null"):
@@ -211,6 +192,8 @@ def _template_error(exc: ValidationError, root: Any, file: str) -> TemplateError
             problem = f"unknown type {ctx['tag']!r} (int, options or text)"
         elif kind in ("template", "value_error"):
             problem = str(ctx.get("problem") or ctx["error"])
+        elif kind == "too_short":
+            problem = "must not be empty"
         elif kind.endswith("_type"):  # list_type, dict_type, dataclass_type, ...
             wanted = "a list" if kind in ("list_type", "tuple_type") else "a mapping"
             problem = f"must be {wanted}, found {_kind(node)}"
@@ -265,12 +248,12 @@ Language = Annotated[str, AfterValidator(_language)]
 Identifier = Annotated[str, _matching(_IDENTIFIER, "is not a variable name")]
 
 
-def _texts(item: Any) -> Any:
+def _texts(item: Any, least: int) -> Any:
     """A list of texts (or of lines) in the file: one text, or a short list."""
     return Annotated[
         list[item],
         BeforeValidator(lambda value: [value] if isinstance(value, str) else value),
-        Field(min_length=1, max_length=_MAX_LINES),
+        Field(min_length=least, max_length=_MAX_LINES),
     ]
 
 
@@ -436,12 +419,12 @@ Variables = dict[Identifier, Annotated[Variable, Field(discriminator="type")]]
 class TemplateSpec(_FromFile):
     name: Annotated[Prose, _matching(_TEMPLATE_NAME, "is not a name (letters, digits, _.:-)")]
     lines: Annotated[
-        dict[Language, _texts(Annotated[Line, PlainValidator(_line)])], Field(min_length=1)
+        dict[Language, _texts(Annotated[Line, PlainValidator(_line)], 1)], Field(min_length=1)
     ]
     variables: Annotated[Variables, BeforeValidator(_named)] = field(default_factory=dict)
     context: Prose = ""
     replies_to: Annotated[  # language ("*": any) -> what the user said
-        dict[Language, _texts(Prose)],
+        dict[Language, _texts(Prose, 0)],
         BeforeValidator(lambda value: value if isinstance(value, dict) else {"*": value}),
     ] = field(default_factory=dict)
     must_express: Prose = ""
@@ -555,14 +538,8 @@ def _fingerprint(spec: TemplateSpec) -> str:
 
     def fields(variable: Variable) -> dict[str, Any]:
         values = {f.name: getattr(variable, f.name) for f in dataclasses.fields(variable)}
-        del values["type"]
-        if isinstance(variable, OptionsVariable):
-            values["options"] = [
-                f"Option(value={o.value!r}, words={o.words!r})" for o in variable.options
-            ]
-        if isinstance(variable, TextVariable):
-            values["examples"] = list(map(repr, variable.examples))
-        return values
+        del values["type"]  # added with pydantic; the first version had no such field
+        return {k: list(map(repr, v)) if isinstance(v, tuple) else v for k, v in values.items()}
 
     data = {
         "name": spec.name,
