@@ -217,6 +217,70 @@ def test_the_shipped_templates_load_in_every_language() -> None:
                     assert said and "{" not in said
 
 
+# Fingerprints key the records on Avatar (a changed fingerprint re-paraphrases the template and
+# drops its paraphrases as stale), so a rewrite of the parser must keep them. A regression pin:
+# the values below were computed by the hand-written YAML walker on main (commit 21156f9)
+# before templates.py became pydantic models, from exactly this text.
+PINNED = """\
+templates:
+  - name: weather.now:v2
+    context: The user asked about the weather.
+    replies_to:
+      en: ["What's the weather like?", "Is it cold?"]
+      de: "Wie ist das Wetter?"
+    must_express: the temperature and the sky
+    variables:
+      degrees: {type: int, min: 0, max: 40, description: the temperature}
+      place: {type: int, min: 1, max: 3, ordinal: true, description: which forecast}
+      sky:
+        type: options
+        description: what the sky looks like
+        options:
+          - {value: sunny, de: sonnig, ru: солнечно}
+          - yes
+          - 5
+      who: {type: text, examples: [Sam, "Alex", 7], description: the user's name}
+    lines:
+      en:
+        - "It is {degrees/degree}, {sky}, {who}."
+        - "The {place} forecast: {sky}. {{literal}}"
+        - Fine.
+      de:
+        - "Es sind {degrees/Grad}, {sky}, {who}."
+        - "Die {place} Vorhersage: {sky}."
+        - Gut.
+  - name: count_things
+    variables:
+      n: {type: int, min: 0, max: 9, description: how many}
+      thing: {type: options, description: a thing, options: [apple, pear]}
+    lines:
+      en: ["{n+thing} left.", "{n} {thing} left."]
+"""
+
+
+def test_fingerprints_are_those_of_the_first_parser() -> None:
+    specs = {s.name: s for s in parse_templates(PINNED, "pinned.yaml")}
+    assert {name: s.fingerprint for name, s in specs.items()} == {
+        "weather.now:v2": "e3f2ba7f52afcd73",
+        "count_things": "cb11712f4ffb7ff3",
+    }
+    assert parse_templates(TIMER, "timers.yaml")[0].fingerprint == "d97612b1c1ea9fbc"
+    # What they hash: scalars as written (yes and 5 stay text), words per language in order.
+    sky = specs["weather.now:v2"].variables["sky"]
+    assert [(o.value, o.words) for o in sky.options] == [
+        ("sunny", {"de": "sonnig", "ru": "солнечно"}),
+        ("yes", {}),
+        ("5", {}),
+    ]
+    assert specs["weather.now:v2"].replies_to == {
+        "en": ["What's the weather like?", "Is it cold?"],
+        "de": ["Wie ist das Wetter?"],
+    }
+    # Any change to the definition changes the fingerprint.
+    changed = PINNED.replace("the temperature}", "the temperature outside}")
+    assert parse_templates(changed, "pinned.yaml")[0].fingerprint != "e3f2ba7f52afcd73"
+
+
 # --- fuzz: no input makes the parser fail with anything but TemplateError ----------------------
 
 _FRAGMENTS = [

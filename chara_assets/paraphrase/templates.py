@@ -1,27 +1,7 @@
 """Reply templates as YAML files: parsing with errors that name file, line and problem.
 
-A file holds a list of templates (one file per skill is usual)::
-
-    templates:
-      - name: timer_set                # the assistant's template name (unique)
-        context: The user asked to set a timer.
-        replies_to: ["Set a timer for five minutes"]    # or per language: {en: [...], de: [...]}
-        must_express: that the timer runs and for how long
-        variables:
-          index: {type: int, min: 1, max: 5, ordinal: true, description: which timer}
-          count: {type: int, min: 1, max: 60, description: how many units}
-          unit:
-            type: options
-            description: the unit of time
-            options:
-              - {value: minute, en: minute, de: Minute, ru: минута}
-              - hour                    # value and word in every language
-          name: {type: text, examples: [Sam, Alex], description: the user's name}
-        lines:
-          en:
-            - "The {index} timer is set for {count+unit}."
-            - "Timer set."
-          de: ["Der {index} Timer läuft {count+unit}.", "Timer gestellt."]
+A file holds a list of templates (one file per skill is usual); docs/paraphrasing.md
+("Templates") shows the format with an example.
 
 In a line, ``{name}`` is a variable, ``{count+noun}`` an integer variable with a noun variable
 that agrees with it in number (and case), ``{count/word}`` the same with a fixed word, and
@@ -29,11 +9,12 @@ that agrees with it in number (and case), ``{count/word}`` the same with a fixed
 group is paraphrased on its own. Every group must exist in every language of the template (the
 assistant utters one set of values, whatever the language).
 
-No Dagster here: this is plain logic, tested directly.
+The file model is pydantic dataclasses (a variable is built and compared like a plain one); the
+YAML reader keeps every value's line, so that each error names the file, the line and the
+problem. No Dagster here: this is plain logic, tested directly.
 """
 
-from __future__ import annotations
-
+import dataclasses
 import hashlib
 import json
 import random
@@ -41,9 +22,22 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic_core import PydanticCustomError
 
 from chara_resources.languages import LANGUAGES, SOURCE_LANGUAGE
 
@@ -65,45 +59,289 @@ class TemplateError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+# --- reading YAML with line numbers -----------------------------------------------------------
+
+
+class _Str(str):
+    """A YAML scalar as written (``5`` and ``yes`` stay text), with its line, its tag and what
+    YAML makes of it (``value``: 5 for ``5``, True for ``yes``)."""
+
+    line: int
+    tag: str
+    value: Any
+
+
+class _Map(dict):
+    line: int
+    key_lines: dict[str, int]
+
+
+class _List(list):
+    line: int
+
+
+@dataclass(frozen=True)
+class _Alias:
+    """A YAML alias: refused (aliases multiply work), reported where it is used."""
+
+    line: int
+
+
+def _read_yaml(text: str, file: str) -> Any:
+    """The file's data (:class:`_Map`, :class:`_List`, :class:`_Str`, None) with lines."""
+    try:
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise TemplateError(file, mark and mark.line + 1, f"invalid YAML: {problem}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. NUL characters, absurd nesting
+        raise TemplateError(file, None, f"invalid YAML: {exc}") from None
+    if root is None:
+        raise TemplateError(file, None, "empty file: expected 'templates:' with a list")
+    constructor, seen = yaml.constructor.SafeConstructor(), set()
+
+    def convert(node: yaml.Node) -> Any:
+        if id(node) in seen:
+            return _Alias(node.start_mark.line + 1)
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            value: Any = _List(map(convert, node.value))
+        elif isinstance(node, yaml.MappingNode):
+            value = _Map()
+            value.key_lines = {}
+            for key_node, item in node.value:
+                key, line = str(key_node.value), key_node.start_mark.line + 1
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":null"):
+                    raise TemplateError(file, line, "keys must be plain names")
+                if key in value:
+                    problem = f"duplicate key {key!r} (first on line {value.key_lines[key]})"
+                    raise TemplateError(file, line, problem)
+                value.key_lines[key], value[key] = line, convert(item)
+        elif node.tag.endswith(":null"):
+            return None
+        else:
+            value = _Str(node.value)
+            value.tag, value.value = node.tag.rsplit(":", 1)[-1], value
+            if value.tag in ("int", "bool"):
+                try:
+                    value.value = constructor.construct_object(node)
+                except Exception:
+                    value.value = None  # not a valid number after all
+        value.line = node.start_mark.line + 1
+        return value
+
+    try:
+        return convert(root)
+    except RecursionError:
+        raise TemplateError(file, None, "the file is nested too deeply") from None
+
+
+def _kind(value: Any) -> str:
+    if value is None or isinstance(value, (dict, list)):
+        return "nothing" if value is None else "a mapping" if isinstance(value, dict) else "a list"
+    return f"{getattr(value, 'tag', type(value).__name__)} {str(value)!r}"
+
+
+def _fail(problem: str, **where: Any) -> PydanticCustomError:
+    """A validation error worded for a person; ``line=`` (the file's) or ``key=`` (a key of the
+    mapping being validated) says where it is."""
+    return PydanticCustomError("template", "{problem}", {"problem": problem, **where})
+
+
+_NEEDS = {  # what a required field is for: "needs 'x' (...)"
+    "name": "the assistant's template name",
+    "lines": "language -> list of lines",
+    "type": "int, options or text",
+    "description": "the LLM reads it",
+    "examples": "used in prompts",
+}
+
+
+def _template_error(exc: ValidationError, root: Any, file: str) -> TemplateError:
+    """The first of pydantic's errors in the file, with its line and in a person's words.
+
+    An error's location is followed through the file's data (steps that are not in the file,
+    such as a union's tag, are skipped) to the value, whose line it names."""
+    found = []
+    for error in exc.errors():
+        node, line, words, key_line, tag = root, getattr(root, "line", None), [], None, None
+        for part in error["loc"]:
+            if part == "[key]":
+                line = key_line
+            elif part == tag:
+                tag = None
+            elif isinstance(node, dict) and part in node:
+                key_line, node = node.key_lines[part], node[part]
+                line = getattr(node, "line", key_line)
+                tag = node.get("type") if isinstance(node, dict) else None
+                words += [f"variable {part!r}"] if words[-1:] == ["variables"] else [str(part)]
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node, line, tag = node[part], getattr(node[part], "line", line), None
+                name = node.get("name") if isinstance(node, dict) else None
+                if words[-1:] == ["templates"]:
+                    words += [f"template {name!r}" if isinstance(name, str) else "a template"]
+        ctx, kind = error.get("ctx") or {}, error["type"]
+        line = ctx.get("line") or (node.key_lines[ctx["key"]] if "key" in ctx else line)
+        if isinstance(node, _Alias):
+            problem = "YAML anchors and aliases are not supported in templates"
+        elif kind in ("missing", "union_tag_not_found") and isinstance(node, dict):
+            missing = "type" if kind == "union_tag_not_found" else error["loc"][-1]
+            problem = f"needs '{missing}'" + (f" ({_NEEDS[missing]})" if missing in _NEEDS else "")
+        elif kind == "union_tag_invalid":
+            problem = f"unknown type {ctx['tag']!r} (int, options or text)"
+        elif kind in ("template", "value_error"):
+            problem = str(ctx.get("problem") or ctx["error"])
+        elif kind == "too_short":
+            problem = "must not be empty"
+        elif kind.endswith("_type"):  # list_type, dict_type, dataclass_type, ...
+            wanted = "a list" if kind in ("list_type", "tuple_type") else "a mapping"
+            problem = f"must be {wanted}, found {_kind(node)}"
+        else:
+            problem = error["msg"]
+        where = ", ".join(w for w in words if w not in ("templates", "variables")) or "the file"
+        # A missing field is reported last: a misplaced one is often the reason.
+        found.append((line is None, kind == "missing", line or 0, line, f"{where}: {problem}"))
+    return TemplateError(file, *min(found)[3:])
+
+
 # --- the parsed form --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class IntVariable:
-    name: str
-    description: str
-    min: int
-    max: int
-    ordinal: bool = False
-
-    kind = "int"
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be text, found {_kind(value)}")
+    if not value.strip() or len(value.strip()) > _MAX_TEXT:
+        too_long = f"is longer than {_MAX_TEXT} characters"
+        raise ValueError(too_long if value.strip() else "must not be empty")
+    return str(value.strip())
 
 
-@dataclass(frozen=True)
+def _yaml(kind: type, what: str) -> PlainValidator:
+    """A YAML int or bool (``"5"``, quoted, is text, not a number)."""
+
+    def check(value: Any) -> Any:
+        if type(result := getattr(value, "value", value)) is not kind:
+            raise ValueError(f"must be {what}, found {_kind(value)}")
+        return result
+
+    return PlainValidator(check)
+
+
+def _matching(pattern: re.Pattern, problem: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} {problem}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _language(code: str) -> str:
+    if code not in LANGUAGES and code != "*":  # "*": any language (replies_to as a list)
+        raise ValueError(f"unknown language {code!r}; known: {', '.join(sorted(LANGUAGES))}")
+    return code
+
+
+Prose = Annotated[str, PlainValidator(_text)]
+Language = Annotated[str, AfterValidator(_language)]
+Identifier = Annotated[str, _matching(_IDENTIFIER, "is not a variable name")]
+
+
+def _texts(item: Any, least: int) -> Any:
+    """A list of texts (or of lines) in the file: one text, or a short list."""
+    return Annotated[
+        list[item],
+        BeforeValidator(lambda value: [value] if isinstance(value, str) else value),
+        Field(min_length=least, max_length=_MAX_LINES),
+    ]
+
+
+class _FromFile:
+    """Unknown fields are errors that list the known ones."""
+
+    _derived: ClassVar[set[str]] = set()  # fields that are not written in the file
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        known = {f.name for f in dataclasses.fields(cls) if f.init} - cls._derived
+        for key in data if isinstance(data, dict) else ():
+            if key not in known | cls._derived:
+                listed = ", ".join(sorted(known))
+                raise _fail(f"unknown field {key!r} (known: {listed})", key=key)
+        return data
+
+
+_model = pydantic_dataclass(config=ConfigDict(extra="forbid"))
+_frozen = pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+
+
+@_frozen
+class _Variable(_FromFile):
+    name: str  # the key in ``variables``
+    description: Prose
+    _derived: ClassVar[set[str]] = {"name"}
+
+
+@_frozen
+class IntVariable(_Variable):
+    min: Annotated[int, _yaml(int, "a whole number")]
+    max: Annotated[int, _yaml(int, "a whole number")]
+    ordinal: Annotated[bool, _yaml(bool, "true or false")] = False
+    type: Literal["int"] = field(default="int", repr=False, compare=False)
+
+    @model_validator(mode="after")
+    def _range(self) -> "IntVariable":
+        if not 0 <= self.min <= self.max <= 10**9:
+            raise ValueError(f"need 0 <= min <= max <= 1e9, got {self.min}..{self.max}")
+        return self
+
+
+def _option(value: Any) -> Any:
+    """``word``, or ``{value: v, <language>: word, ...}``, as an :class:`Option`'s fields."""
+    if not isinstance(value, dict):
+        return {"value": value, "words": {}} if isinstance(value, str) else value
+    words = {k: v for k, v in value.items() if k != "value"}
+    return {"value": value["value"], "words": words} if "value" in value else {"words": words}
+
+
+@_frozen
 class Option:
-    value: str
-    words: dict[str, str]  # language -> word; missing languages use ``value``
+    value: Prose
+    words: dict[Language, Prose]  # language -> word; missing languages use ``value``
 
     def word(self, language: str) -> str:
         return self.words.get(language, self.value)
 
 
-@dataclass(frozen=True)
-class OptionsVariable:
-    name: str
-    description: str
-    options: tuple[Option, ...]
+def _distinct_options(items: Any) -> Any:
+    seen: dict[str, int] = {}
+    for item in items if isinstance(items, list) else ():
+        value = item.get("value") if isinstance(item, dict) else item
+        if isinstance(value, _Str) and value.strip() in seen:
+            first = seen[value.strip()]
+            problem = f"duplicate option {value.strip()!r} (first on line {first})"
+            raise _fail(problem, line=value.line)
+        if isinstance(value, _Str):
+            seen[value.strip()] = value.line
+    return items
 
-    kind = "options"
+
+@_frozen
+class OptionsVariable(_Variable):
+    options: Annotated[
+        tuple[Annotated[Option, BeforeValidator(_option)], ...],
+        BeforeValidator(_distinct_options),
+        Field(min_length=1),
+    ]
+    type: Literal["options"] = field(default="options", repr=False, compare=False)
 
 
-@dataclass(frozen=True)
-class TextVariable:
-    name: str
-    description: str
-    examples: tuple[str, ...]
-
-    kind = "text"
+@_frozen
+class TextVariable(_Variable):
+    examples: Annotated[tuple[Prose, ...], Field(min_length=1)]
+    type: Literal["text"] = field(default="text", repr=False, compare=False)
 
 
 Variable = IntVariable | OptionsVariable | TextVariable
@@ -156,23 +394,59 @@ class Line:
         return tuple(sorted({v for s in self.slots for v in s.variables}))
 
 
-@dataclass
-class TemplateSpec:
-    name: str
-    file: str
-    line: int
-    variables: dict[str, Variable]
-    lines: dict[str, list[Line]]  # language -> lines
-    context: str = ""
-    replies_to: dict[str, list[str]] = field(default_factory=dict)  # language ("*": any)
-    must_express: str = ""
-    fingerprint: str = ""  # changes whenever the template's definition does
+def _line(value: Any) -> Line:
+    text = _text(value)
+    try:
+        return Line(text, parse_line(text), getattr(value, "line", 0))
+    except ValueError as exc:
+        raise ValueError(f"line {text!r}: {exc}") from None
+
+
+def _named(variables: Any) -> Any:
+    """Each variable's fields with its name (its key)."""
+    if not isinstance(variables, dict):
+        return variables
+    for key, value in variables.items():
+        if isinstance(value, _Map) and "name" in value:
+            raise _fail(f"variable {key!r}: its key is its name", line=value.key_lines["name"])
+    return {k: {**v, "name": k} if isinstance(v, dict) else v for k, v in variables.items()}
+
+
+Variables = dict[Identifier, Annotated[Variable, Field(discriminator="type")]]
+
+
+@_model
+class TemplateSpec(_FromFile):
+    name: Annotated[Prose, _matching(_TEMPLATE_NAME, "is not a name (letters, digits, _.:-)")]
+    lines: Annotated[
+        dict[Language, _texts(Annotated[Line, PlainValidator(_line)], 1)], Field(min_length=1)
+    ]
+    variables: Annotated[Variables, BeforeValidator(_named)] = field(default_factory=dict)
+    context: Prose = ""
+    replies_to: Annotated[  # language ("*": any) -> what the user said
+        dict[Language, _texts(Prose, 0)],
+        BeforeValidator(lambda value: value if isinstance(value, dict) else {"*": value}),
+    ] = field(default_factory=dict)
+    must_express: Prose = ""
+    file: str = field(default="", init=False)
+    line: int = field(default=0, init=False)
+    fingerprint: str = field(default="", init=False)  # changes whenever the definition does
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _whole_template(cls, data: Any, handler: Any, info: ValidationInfo) -> "TemplateSpec":
+        spec = handler(data)
+        spec.file = (info.context or {}).get("file", "<text>")
+        spec.line = getattr(data, "line", 0)
+        _check(spec, getattr(data, "key_lines", {}))
+        spec.fingerprint = _fingerprint(spec)
+        return spec
 
     @property
     def languages(self) -> list[str]:
         return sorted(self.lines)
 
-    def groups(self, language: str) -> list[Group]:
+    def groups(self, language: str) -> "list[Group]":
         """The template's lines in ``language`` grouped by variable set (sorted by tag)."""
         by_tag: dict[str, list[Line]] = {}
         for line in self.lines.get(language, []):
@@ -212,98 +486,91 @@ def variables_tag(names: Iterable[str]) -> str:
     return ",".join(sorted(set(names)))
 
 
-# --- reading YAML with line numbers -----------------------------------------------------------
+def _check(spec: TemplateSpec, key_lines: dict[str, int]) -> None:
+    """What needs the whole template: the variables of each line, unused variables, and the
+    same variable sets in every language."""
+    for line in (line for lines in spec.lines.values() for line in lines):
+        if problem := _line_problem(spec.variables, line):
+            raise _fail(f"line {line.text!r}: {problem}", line=line.number)
+    used = {v for lines in spec.lines.values() for line in lines for v in line.variables}
+    if unused := sorted(set(spec.variables) - used):
+        raise _fail(f"variable {unused[0]!r} is never used", line=key_lines.get("variables"))
+    tags = {code: {variables_tag(line.variables) for line in ls} for code, ls in spec.lines.items()}
+    reference = min(tags, key=lambda c: (c != SOURCE_LANGUAGE, c))
+    for code, found in sorted(tags.items()):
+        if found != tags[reference]:
+            missing, extra = sorted(tags[reference] - found), sorted(found - tags[reference])
+            detail = [f"no line with {_tags_text(missing)}"] if missing else []
+            detail += [f"lines with {_tags_text(extra)} that {reference} lacks"] if extra else []
+            raise _fail(
+                f"the variables differ between languages: {code} has {' and '.join(detail)} "
+                f"(compared with {reference}); every language needs a line for each set",
+                line=spec.lines[code][0].number,
+            )
 
 
-class _Reader:
-    """Walks composed YAML nodes, so that every problem can name its line."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self._constructor = yaml.constructor.SafeConstructor()
-        self._seen: set[int] = set()
-
-    def error(self, node: yaml.Node | None, problem: str) -> TemplateError:
-        line = node.start_mark.line + 1 if node is not None else None
-        return TemplateError(self.file, line, problem)
-
-    def _visit(self, node: yaml.Node) -> None:
-        if id(node) in self._seen:
-            raise self.error(node, "YAML anchors and aliases are not supported in templates")
-        self._seen.add(id(node))
-
-    def mapping(self, node: yaml.Node, what: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-        """Key -> (key node, value node); duplicate and non-text keys are errors."""
-        self._visit(node)
-        if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, f"{what} must be a mapping, found {self.kind(node)}")
-        result: dict[str, tuple[yaml.Node, yaml.Node]] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":null"):
-                raise self.error(key_node, f"{what}: keys must be plain names")
-            key = str(key_node.value)
-            if key in result:
-                first = result[key][0].start_mark.line + 1
-                raise self.error(key_node, f"{what}: duplicate key {key!r} (first on line {first})")
-            result[key] = (key_node, value_node)
-        return result
-
-    def sequence(self, node: yaml.Node, what: str) -> list[yaml.Node]:
-        self._visit(node)
-        if not isinstance(node, yaml.SequenceNode):
-            raise self.error(node, f"{what} must be a list, found {self.kind(node)}")
-        return list(node.value)
-
-    def text(self, node: yaml.Node, what: str, *, allow_empty: bool = False) -> str:
-        """A scalar as the text written in the file (``5`` and ``yes`` stay text)."""
-        self._visit(node)
-        if not isinstance(node, yaml.ScalarNode) or node.tag.endswith(":null"):
-            raise self.error(node, f"{what} must be text, found {self.kind(node)}")
-        value = str(node.value).strip()
-        if not value and not allow_empty:
-            raise self.error(node, f"{what} must not be empty")
-        if len(value) > _MAX_TEXT:
-            raise self.error(node, f"{what} is longer than {_MAX_TEXT} characters")
-        return value
-
-    def integer(self, node: yaml.Node, what: str) -> int:
-        self._visit(node)
-        if not isinstance(node, yaml.ScalarNode) or not node.tag.endswith(":int"):
-            raise self.error(node, f"{what} must be a whole number, found {self.kind(node)}")
-        try:
-            value = self._constructor.construct_object(node)
-        except Exception:
-            raise self.error(node, f"{what} is not a valid whole number") from None
-        if not isinstance(value, int) or abs(value) > 10**9:
-            raise self.error(node, f"{what} must be a whole number between -1e9 and 1e9")
-        return value
-
-    def boolean(self, node: yaml.Node, what: str) -> bool:
-        self._visit(node)
-        if not isinstance(node, yaml.ScalarNode) or not node.tag.endswith(":bool"):
-            raise self.error(node, f"{what} must be true or false, found {self.kind(node)}")
-        return bool(self._constructor.construct_object(node))
-
-    @staticmethod
-    def kind(node: yaml.Node) -> str:
-        if isinstance(node, yaml.MappingNode):
-            return "a mapping"
-        if isinstance(node, yaml.SequenceNode):
-            return "a list"
-        tag = node.tag.rsplit(":", 1)[-1]
-        return "nothing" if tag == "null" else f"{tag} {node.value!r}"
+def _line_problem(variables: dict[str, Variable], line: Line) -> str | None:
+    for slot in line.slots:
+        for name in slot.variables:
+            if name not in variables:
+                known = ", ".join(sorted(variables)) or "none declared"
+                return f"unknown variable {name!r} (variables: {known})"
+        if slot.count and not isinstance(variables[slot.count], IntVariable):
+            return f"in {slot.fragment}, {slot.count!r} must be an int variable"
+        if slot.count and slot.name and isinstance(variables[slot.name], IntVariable):
+            return f"in {slot.fragment}, {slot.name!r} must be a noun (options or text)"
+    used = [name for slot in line.slots for name in slot.variables]
+    twice = sorted({name for name in used if used.count(name) > 1})
+    return f"variable {twice[0]!r} is used twice in one line" if twice else None
 
 
-def _compose(text: str, file: str) -> yaml.Node | None:
-    try:
-        return yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        line = mark.line + 1 if mark else None
-        raise TemplateError(file, line, f"invalid YAML: {problem}") from None
-    except (ValueError, RecursionError) as exc:  # e.g. NUL characters, absurd nesting
-        raise TemplateError(file, None, f"invalid YAML: {exc}") from None
+def _tags_text(tags: list[str]) -> str:
+    return " or ".join(
+        "variables " + ", ".join("{" + v + "}" for v in tag.split(",")) if tag else "no variables"
+        for tag in tags
+    )
+
+
+def _fingerprint(spec: TemplateSpec) -> str:
+    """A hash of the template's definition, which keys its records on Avatar. Written as the
+    first version wrote it (its variables' fields, tuples as lists of reprs): another formula
+    would make every template look changed."""
+
+    def fields(variable: Variable) -> dict[str, Any]:
+        values = {f.name: getattr(variable, f.name) for f in dataclasses.fields(variable)}
+        del values["type"]  # added with pydantic; the first version had no such field
+        return {k: list(map(repr, v)) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    data = {
+        "name": spec.name,
+        "variables": {n: fields(v) for n, v in sorted(spec.variables.items())},
+        "lines": {c: [line.text for line in ls] for c, ls in sorted(spec.lines.items())},
+        "context": spec.context,
+        "replies_to": spec.replies_to,
+        "must_express": spec.must_express,
+    }
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@_model
+class _File(_FromFile):
+    templates: list[TemplateSpec]
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> "_File":
+        first: dict[str, int] = {}
+        for spec in self.templates:
+            if spec.name in first:
+                problem = (
+                    f"duplicate template name {spec.name!r} (first on line {first[spec.name]})"
+                )
+                raise _fail(problem, line=spec.line)
+            first[spec.name] = spec.line
+        return self
+
+
+_FILE = TypeAdapter(_File)
 
 
 # --- lines ------------------------------------------------------------------------------------
@@ -362,266 +629,6 @@ def _parse_slot(inner: str) -> Slot:
     return Slot(name=inner)
 
 
-# --- templates --------------------------------------------------------------------------------
-
-_TEMPLATE_FIELDS = {"name", "context", "replies_to", "must_express", "variables", "lines"}
-_VARIABLE_FIELDS = {
-    "int": {"type", "description", "min", "max", "ordinal"},
-    "options": {"type", "description", "options"},
-    "text": {"type", "description", "examples"},
-}
-
-
-def _unknown(reader: _Reader, fields: dict, allowed: set[str], what: str) -> None:
-    for key, (key_node, _) in fields.items():
-        if key not in allowed:
-            raise reader.error(
-                key_node, f"{what}: unknown field {key!r} (known: {', '.join(sorted(allowed))})"
-            )
-
-
-def _language(reader: _Reader, node: yaml.Node, code: str, what: str) -> str:
-    if code not in LANGUAGES:
-        raise reader.error(
-            node, f"{what}: unknown language {code!r}; known: {', '.join(sorted(LANGUAGES))}"
-        )
-    return code
-
-
-def _variable(reader: _Reader, name: str, node: yaml.Node) -> Variable:
-    fields = reader.mapping(node, f"variable {name!r}")
-    if "type" not in fields:
-        raise reader.error(node, f"variable {name!r}: missing 'type' (int, options or text)")
-    kind = reader.text(fields["type"][1], f"variable {name!r}: type")
-    if kind not in _VARIABLE_FIELDS:
-        raise reader.error(
-            fields["type"][1], f"variable {name!r}: unknown type {kind!r} (int, options or text)"
-        )
-    _unknown(reader, fields, _VARIABLE_FIELDS[kind], f"variable {name!r}")
-    if "description" not in fields:
-        raise reader.error(node, f"variable {name!r}: missing 'description' (the LLM needs it)")
-    description = reader.text(fields["description"][1], f"variable {name!r}: description")
-    if kind == "int":
-        for bound in ("min", "max"):
-            if bound not in fields:
-                raise reader.error(node, f"variable {name!r}: an int variable needs '{bound}'")
-        low = reader.integer(fields["min"][1], f"variable {name!r}: min")
-        high = reader.integer(fields["max"][1], f"variable {name!r}: max")
-        if low > high or low < 0:
-            raise reader.error(
-                fields["max"][1], f"variable {name!r}: need 0 <= min <= max, got {low}..{high}"
-            )
-        ordinal = (
-            reader.boolean(fields["ordinal"][1], f"variable {name!r}: ordinal")
-            if "ordinal" in fields
-            else False
-        )
-        return IntVariable(name, description, low, high, ordinal)
-    if kind == "options":
-        if "options" not in fields:
-            raise reader.error(node, f"variable {name!r}: an options variable needs 'options'")
-        options: list[Option] = []
-        seen: dict[str, int] = {}
-        for item in reader.sequence(fields["options"][1], f"variable {name!r}: options"):
-            if isinstance(item, yaml.MappingNode):
-                spec = reader.mapping(item, f"variable {name!r}: option")
-                if "value" not in spec:
-                    raise reader.error(item, f"variable {name!r}: an option needs 'value'")
-                value = reader.text(spec["value"][1], f"variable {name!r}: option value")
-                words = {}
-                for key, (key_node, word_node) in spec.items():
-                    if key == "value":
-                        continue
-                    code = _language(reader, key_node, key, f"variable {name!r}: option")
-                    words[code] = reader.text(word_node, f"variable {name!r}: option word")
-            else:
-                value = reader.text(item, f"variable {name!r}: option")
-                words = {}
-            if value in seen:
-                raise reader.error(
-                    item,
-                    f"variable {name!r}: duplicate option {value!r} (first on line {seen[value]})",
-                )
-            seen[value] = item.start_mark.line + 1
-            options.append(Option(value, words))
-        if not options:
-            raise reader.error(fields["options"][1], f"variable {name!r}: no options")
-        return OptionsVariable(name, description, tuple(options))
-    examples: tuple[str, ...] = ()
-    if "examples" in fields:
-        nodes = reader.sequence(fields["examples"][1], f"variable {name!r}: examples")
-        examples = tuple(reader.text(n, f"variable {name!r}: example") for n in nodes)
-    if not examples:
-        raise reader.error(
-            node, f"variable {name!r}: a text variable needs 'examples' (used in prompts)"
-        )
-    return TextVariable(name, description, examples)
-
-
-def _texts_per_language(
-    reader: _Reader, node: yaml.Node, what: str, *, any_language: bool
-) -> dict[str, list[tuple[str, int]]]:
-    """``[a, b]`` (any language, if allowed) or ``{en: [a, b], de: c}`` -> language -> texts."""
-    result: dict[str, list[tuple[str, int]]] = {}
-    if isinstance(node, (yaml.SequenceNode, yaml.ScalarNode)):
-        if not any_language:
-            raise reader.error(node, f"{what} must be a mapping of language -> lines")
-        entries = {"*": (node, node)}
-    else:
-        entries = reader.mapping(node, what)
-    for code, (key_node, value_node) in entries.items():
-        if code != "*":
-            _language(reader, key_node, code, what)
-        items = (
-            reader.sequence(value_node, f"{what} ({code})")
-            if isinstance(value_node, yaml.SequenceNode)
-            else [value_node]
-        )
-        if len(items) > _MAX_LINES:
-            raise reader.error(value_node, f"{what} ({code}): more than {_MAX_LINES} lines")
-        result[code] = [
-            (reader.text(item, f"{what} ({code})"), item.start_mark.line + 1) for item in items
-        ]
-    return result
-
-
-def _check_line(reader: _Reader, spec_vars: dict[str, Variable], line: Line, file: str) -> None:
-    def fail(problem: str) -> TemplateError:
-        return TemplateError(file, line.number, f"line {line.text!r}: {problem}")
-
-    used: list[str] = []
-    for slot in line.slots:
-        for name in slot.variables:
-            if name not in spec_vars:
-                known = ", ".join(sorted(spec_vars)) or "none declared"
-                raise fail(f"unknown variable {name!r} (variables: {known})")
-            used.append(name)
-        if slot.count:
-            if not isinstance(spec_vars[slot.count], IntVariable):
-                raise fail(f"in {slot.fragment}, {slot.count!r} must be an int variable")
-            if slot.name and isinstance(spec_vars[slot.name], IntVariable):
-                raise fail(f"in {slot.fragment}, {slot.name!r} must be a noun (options or text)")
-    duplicates = sorted({n for n in used if used.count(n) > 1})
-    if duplicates:
-        raise fail(f"variable {duplicates[0]!r} is used twice in one line")
-
-
-def _template(reader: _Reader, node: yaml.Node, file: str) -> TemplateSpec:
-    fields = reader.mapping(node, "a template")
-    if "name" not in fields:
-        raise reader.error(node, "a template needs a 'name' (the assistant's template name)")
-    name = reader.text(fields["name"][1], "name")
-    what = f"template {name!r}"
-    if not _TEMPLATE_NAME.match(name):
-        raise reader.error(
-            fields["name"][1], f"{what}: names use letters, digits and '_', '.', ':', '-'"
-        )
-    _unknown(reader, fields, _TEMPLATE_FIELDS, what)
-    variables: dict[str, Variable] = {}
-    if "variables" in fields:
-        for var_name, (key_node, value_node) in reader.mapping(
-            fields["variables"][1], f"{what}: variables"
-        ).items():
-            if not _IDENTIFIER.match(var_name):
-                raise reader.error(key_node, f"{what}: {var_name!r} is not a variable name")
-            variables[var_name] = _variable(reader, var_name, value_node)
-    if "lines" not in fields:
-        raise reader.error(node, f"{what}: no 'lines' (language -> list of lines)")
-    lines: dict[str, list[Line]] = {}
-    for code, texts in _texts_per_language(
-        reader, fields["lines"][1], f"{what}: lines", any_language=False
-    ).items():
-        parsed = []
-        for text, number in texts:
-            try:
-                parts = parse_line(text)
-            except ValueError as exc:
-                raise TemplateError(file, number, f"line {text!r}: {exc}") from None
-            line = Line(text, parts, number)
-            _check_line(reader, variables, line, file)
-            parsed.append(line)
-        lines[code] = parsed
-    if not lines:
-        raise reader.error(fields["lines"][1], f"{what}: no lines in any language")
-    used = {v for ls in lines.values() for line in ls for v in line.variables}
-    unused = sorted(set(variables) - used)
-    if unused:
-        line = _mapping_key_line(fields, "variables")
-        raise TemplateError(file, line, f"{what}: variable {unused[0]!r} is never used")
-    tags = {code: {variables_tag(line.variables) for line in ls} for code, ls in lines.items()}
-    reference = min(tags, key=lambda c: (c != SOURCE_LANGUAGE, c))
-    for code, found in sorted(tags.items()):
-        if found != tags[reference]:
-            missing = sorted(tags[reference] - found)
-            extra = sorted(found - tags[reference])
-            detail = []
-            if missing:
-                detail.append(f"no line with {_tags_text(missing)}")
-            if extra:
-                detail.append(f"lines with {_tags_text(extra)} that {reference} lacks")
-            number = lines[code][0].number
-            raise TemplateError(
-                file,
-                number,
-                f"{what}: the variables differ between languages: {code} has "
-                + " and ".join(detail)
-                + f" (compared with {reference}); every language needs a line for each set",
-            )
-    context = reader.text(fields["context"][1], "context") if "context" in fields else ""
-    must = (
-        reader.text(fields["must_express"][1], "must_express") if "must_express" in fields else ""
-    )
-    replies: dict[str, list[str]] = {}
-    if "replies_to" in fields:
-        for code, texts in _texts_per_language(
-            reader, fields["replies_to"][1], f"{what}: replies_to", any_language=True
-        ).items():
-            replies[code] = [t for t, _ in texts]
-    spec = TemplateSpec(
-        name=name,
-        file=file,
-        line=node.start_mark.line + 1,
-        variables=variables,
-        lines=lines,
-        context=context,
-        replies_to=replies,
-        must_express=must,
-    )
-    spec.fingerprint = _fingerprint(spec)
-    return spec
-
-
-def _tags_text(tags: list[str]) -> str:
-    return " or ".join(
-        "variables " + ", ".join("{" + v + "}" for v in tag.split(",")) if tag else "no variables"
-        for tag in tags
-    )
-
-
-def _mapping_key_line(fields: dict[str, tuple[yaml.Node, yaml.Node]], key: str) -> int | None:
-    if key in fields:
-        return fields[key][0].start_mark.line + 1
-    return None
-
-
-def _fingerprint(spec: TemplateSpec) -> str:
-    data = {
-        "name": spec.name,
-        "variables": {
-            n: {
-                k: (list(map(repr, v)) if isinstance(v, tuple) else v) for k, v in vars(var).items()
-            }
-            for n, var in sorted(spec.variables.items())
-        },
-        "lines": {c: [line.text for line in ls] for c, ls in sorted(spec.lines.items())},
-        "context": spec.context,
-        "replies_to": spec.replies_to,
-        "must_express": spec.must_express,
-    }
-    text = json.dumps(data, sort_keys=True, ensure_ascii=False, default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def parse_templates(text: str, file: str | Path = "<text>") -> list[TemplateSpec]:
     """The templates in one file's text.
 
@@ -629,32 +636,11 @@ def parse_templates(text: str, file: str | Path = "<text>") -> list[TemplateSpec
         TemplateError: naming the file, the line and the problem; nothing else escapes.
     """
     file = str(file)
+    root = _read_yaml(text, file)
     try:
-        root = _compose(text, file)
-        reader = _Reader(file)
-        if root is None:
-            raise TemplateError(file, None, "empty file: expected 'templates:' with a list")
-        top = reader.mapping(root, "the file")
-        _unknown(reader, top, {"templates"}, "the file")
-        if "templates" not in top:
-            raise reader.error(root, "expected 'templates:' with a list of templates")
-        result: list[TemplateSpec] = []
-        names: dict[str, int] = {}
-        for node in reader.sequence(top["templates"][1], "templates"):
-            spec = _template(reader, node, file)
-            if spec.name in names:
-                raise TemplateError(
-                    file,
-                    spec.line,
-                    f"duplicate template name {spec.name!r} (first on line {names[spec.name]})",
-                )
-            names[spec.name] = spec.line
-            result.append(spec)
-        return result
-    except TemplateError:
-        raise
-    except RecursionError:
-        raise TemplateError(file, None, "the file is nested too deeply") from None
+        return _FILE.validate_python(root, context={"file": file}).templates
+    except ValidationError as exc:
+        raise _template_error(exc, root, file) from None
 
 
 def load_template_file(path: Path) -> list[TemplateSpec]:
