@@ -1,4 +1,5 @@
-"""Partitions: ``character`` (dynamic, one per character file) x ``language`` (static)."""
+"""Partitions: ``character`` (dynamic, one per character file) x ``language`` (static), and
+``modality`` (voice, face) for the identification chain."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from .identification.media import MODALITIES
 from .languages import LANGUAGES
 
 CHARACTER_DIMENSION = "character"
@@ -35,3 +37,8 @@ def parse_partition_key(key: str) -> CharacterLanguage:
     parsed = character_language_partitions.get_partition_key_from_str(str(key))
     dims = parsed.keys_by_dimension
     return CharacterLanguage(dims[CHARACTER_DIMENSION], dims[LANGUAGE_DIMENSION])
+
+
+# The identification chain is about the assistant's users, not a character: one partition per
+# modality (chara_assets/identification/media.py).
+modality_partitions = dg.StaticPartitionsDefinition(sorted(MODALITIES))

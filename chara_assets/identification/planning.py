@@ -1,5 +1,6 @@
-"""The identification task for the annotation service, its active-learning hook, and the
-labelled set that results (no Dagster, no Gradio).
+"""Annotation planning for identification (no Dagster, no Gradio): what the annotation
+service asks, which sample it shows next, the labelled set that results and how well that set
+identifies its people. The service (``chara identify``) and the assets both use it.
 
 One task per modality, in ``$CHARA_HOME/review/identification/<modality>/task.json`` with the
 service's append-only log beside it. Its samples are every embedded sample: those already in
@@ -21,9 +22,11 @@ leaves it out.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,8 +41,11 @@ from ..annotation.log import (
     Task,
     default_log_path,
 )
-from .active import choose_next, most_doubtful, unit_rows
+from .active import choose_next, confusion, leave_one_out, most_doubtful, unit_rows
 from .media import check_user
+
+if TYPE_CHECKING:
+    from .engine import EmbeddingSet
 
 ANNOTATION_ASSET = "identity_annotations"
 ROUND = "round"  # the log note that starts a round of labelling or refinement
@@ -114,6 +120,37 @@ def write_identification_task(
         ROUND, mode="refine" if refine else "label", samples=len(samples)
     )
     return path
+
+
+def write_task_for(
+    embedding_set: EmbeddingSet,
+    home: Path,
+    *,
+    refine: bool = False,
+    dagster_url: str | None = None,
+) -> Path:
+    """The annotation task of an embedding set under the storage root ``home``; returns its
+    path (see :func:`write_identification_task`)."""
+    vectors = embedding_set.matrix()
+    samples = [
+        TaskSample(
+            id=s.id,
+            path=embedding_set.path(s.file).resolve(),
+            vector=vectors[s.row],
+            prior_label=s.user,
+            names=s.names,
+        )
+        for s in embedding_set.samples
+    ]
+    return write_identification_task(
+        identification_folder(home, embedding_set.modality),
+        embedding_set.modality,
+        embedding_set.media_kind,
+        embedding_set.users,
+        samples,
+        refine=refine,
+        dagster_url=dagster_url,
+    )
 
 
 # -- the strategy hook -------------------------------------------------------------------
@@ -209,6 +246,23 @@ class Outcome:
     error: str | None = None
 
 
+class NotLabelled(ValueError):
+    """Nobody has labelled the modality's samples yet."""
+
+
+def read_decisions(home: Path, modality: str) -> dict[str, str]:
+    """The decisions (sample id -> label) in the modality's annotation log under ``home``.
+
+    Errors: :class:`NotLabelled` when there is no task yet, saying how to make one."""
+    task_path = identification_folder(home, modality) / "task.json"
+    if not task_path.exists():
+        raise NotLabelled(
+            f"nobody has labelled {modality} samples yet: run `chara identify {modality}`, "
+            "label, press FINISH, then materialize identity_dataset again"
+        )
+    return AnnotationLog(default_log_path(task_path)).decisions()
+
+
 def final_labels(
     samples: Sequence[tuple[str, str | None]],
     decisions: Mapping[str, str],
@@ -236,3 +290,21 @@ def final_labels(
             continue
         out.append(Outcome(sample_id, user=label))
     return out
+
+
+@dataclass(frozen=True)
+class SetQuality:
+    """How well a labelled set identifies its own people: each sample identified by the
+    10-NN cosine vote of all the others (what Avatar does)."""
+
+    accuracy: float
+    per_user: dict[str, int]
+    confusion: dict[str, dict[str, int]]  # [true user][identified as]; "?" for no answer
+
+
+def set_quality(vectors: np.ndarray, users: Sequence[str]) -> SetQuality:
+    """Leave-one-out quality of ``vectors`` (one row per sample) labelled ``users``."""
+    guess = leave_one_out(vectors, users)
+    accuracy = float(np.mean([g == t for g, t in zip(guess, users, strict=True)]))
+    table = confusion(users, guess, sorted(set(users)))
+    return SetQuality(accuracy, dict(Counter(users)), table)
