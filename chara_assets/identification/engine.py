@@ -245,19 +245,25 @@ def embed_media(
         Job({argument: names[sha]}, inputs={"content": sha}, label=sha[:16]) for sha, _ in groups
     ]
     outcome = models.run(step, modality.role, modality.method, jobs)
-    samples: list[EmbeddedSample] = []
-    rows: list[list[float]] = []
+    vectors: dict[str, list[float]] = {}
     for (sha, copies), record in zip(groups, outcome.records(), strict=True):
-        where = ", ".join(c.avatar_name for c in copies)
         try:
             if not record.ok:
                 raise ValueError(record.error)
-            vector = _vector_of(modality.name, record.result)
+            vectors[sha] = _vector_of(modality.name, record.result)
         except ValueError as exc:
-            problems.append(Problem(name=where, error=str(exc)))
+            problems.append(Problem(name=", ".join(c.avatar_name for c in copies), error=str(exc)))
+    # The most common length is the embedder's (one odd vector must not reject the others).
+    lengths = Counter(len(v) for v in vectors.values())
+    dim = max(lengths, key=lambda n: (lengths[n], -n)) if lengths else 0
+    samples: list[EmbeddedSample] = []
+    rows: list[list[float]] = []
+    for sha, copies in groups:
+        where = ", ".join(c.avatar_name for c in copies)
+        if sha not in vectors:
             continue
-        if rows and len(vector) != len(rows[0]):
-            problems.append(Problem(name=where, error=f"vector of length {len(vector)}"))
+        if len(vectors[sha]) != dim:
+            problems.append(Problem(name=where, error=f"vector of length {len(vectors[sha])}"))
             continue
         users = sorted({c.user for c in copies if c.user})
         if len(users) > 1:
@@ -270,13 +276,12 @@ def embed_media(
         samples.append(
             EmbeddedSample(id=sha[:16], file=local, names=names_there, user=user, row=len(rows))
         )
-        rows.append(vector)
+        rows.append(vectors[sha])
     if groups and not samples:
         raise IdentificationError(
             f"no {modality.name} sample could be embedded ({len(groups)} tried). First "
             "errors: " + " | ".join(p.error for p in problems[-3:])
         )
-    dim = len(rows[0]) if rows else 0
     np.save(folder / "vectors.npy", np.asarray(rows, dtype=np.float32).reshape(len(rows), dim))
     embedding_set = EmbeddingSet(
         modality=modality.name,
