@@ -39,6 +39,5 @@ def parse_partition_key(key: str) -> CharacterLanguage:
     return CharacterLanguage(dims[CHARACTER_DIMENSION], dims[LANGUAGE_DIMENSION])
 
 
-# The identification chain is about the assistant's users, not a character: one partition per
-# modality (chara_assets/identification/media.py).
+# Identification is about the assistant's users, not a character: one partition per modality.
 modality_partitions = dg.StaticPartitionsDefinition(sorted(MODALITIES))

@@ -10,13 +10,12 @@ import pytest
 
 from chara_assets.annotation import AnnotationLog, Task, default_log_path
 from chara_assets.identification.engine import (
-    IdentificationError,
     collect_media,
     embed_media,
     labelled_set,
 )
+from chara_assets.identification.media import IdentificationError
 from chara_assets.identification.planning import (
-    NotLabelled,
     TaskSample,
     next_sample,
     read_decisions,
@@ -60,7 +59,10 @@ def _speaker_embedder() -> FunctionModels:
 def _collect(store: LocalAvatarStore, tmp_path: Path, users=("adam", "fiona"), run: str = "1"):
     downloads = WorkCache(tmp_path / "work" / "avatar_media").step("downloads")
     folder = tmp_path / f"media-{run}"
-    return collect_media(store, "voice", list(users), downloads, folder, print), downloads
+    media, collected, labelled = collect_media(
+        store, "voice", list(users), downloads, folder, print
+    )
+    return media, collected, labelled, downloads
 
 
 def test_embedding_set_holds_one_vector_per_content_with_its_names_and_label(
@@ -78,19 +80,18 @@ def test_embedding_set_holds_one_vector_per_content_with_its_names_and_label(
         },
         dataset={"fiona/f1.wav": {"vector": [0.0, 0.0, 3.0]}, "A/B.wav": {"vector": [1, 1, 1]}},
     )
-    found, downloads = _collect(store, tmp_path)
-    assert (found.collected, found.labelled, downloads.computed) == (5, 1, 6)
-    assert found.media.users == ["adam", "fiona"]
-    assert [p.name for p in found.media.problems] == [f"{VOICE_SERVICE}/current/A/B.wav"]
+    media, collected, labelled, downloads = _collect(store, tmp_path)
+    assert (collected, labelled, downloads.computed) == (5, 1, 6)
+    assert media.users == ["adam", "fiona"]
+    assert [p.name for p in media.problems] == [f"{VOICE_SERVICE}/current/A/B.wav"]
 
     models = _speaker_embedder()
     models.names["speaker_embedder.vector"] = "Resemblyzer"
     folder = tmp_path / "embedded"
-    made = embed_media(models, WorkCache(tmp_path / "work"), found.media, folder, print)
-    embedded = made.embedding_set
+    embedded, outcome = embed_media(models, WorkCache(tmp_path / "work"), media, folder, print)
     # Five distinct contents were put once each and embedded once each.
     assert len(models.files) == 5 and all(n.startswith("ident-") for n in models.files)
-    assert len(models.calls) == 5 and made.outcome.submitted == 5
+    assert len(models.calls) == 5 and outcome.submitted == 5
     assert embedded.decider == "Resemblyzer" and embedded.dim == 3
     by_names = {tuple(s.names): s for s in embedded.samples}
     assert set(by_names) == {
@@ -120,27 +121,27 @@ def test_embedding_resumes_from_the_work_cache(tmp_path: Path) -> None:
         },
         dataset={},
     )
-    found, _ = _collect(store, tmp_path)
+    media, *_ = _collect(store, tmp_path)
     work = WorkCache(tmp_path / "work")
-    first = embed_media(_speaker_embedder(), work, found.media, tmp_path / "e1", print)
-    assert len(first.embedding_set.samples) == 2
+    first, _ = embed_media(_speaker_embedder(), work, media, tmp_path / "e1", print)
+    assert len(first.samples) == 2
 
     # A new run (a new process would see the same folders): only the failed file runs again.
     models = _speaker_embedder()
-    again = embed_media(models, work, found.media, tmp_path / "e2", print)
-    assert again.outcome.reused == 2 and again.outcome.submitted == 1
+    again, again_outcome = embed_media(models, work, media, tmp_path / "e2", print)
+    assert again_outcome.reused == 2 and again_outcome.submitted == 1
     [(_, arguments)] = models.calls
     assert json.loads(models.file(arguments["file"]).read_text()) == {"fail": "too little speech"}
-    assert again.embedding_set.matrix().tolist() == first.embedding_set.matrix().tolist()
+    assert again.matrix().tolist() == first.matrix().tolist()
     # Downloads are kept by Avatar name: a second collection fetches nothing.
-    second, downloads = _collect(store, tmp_path, run="2")
+    second, *_, downloads = _collect(store, tmp_path, run="2")
     assert (downloads.computed, downloads.reused) == (0, 3)
     # Another model makes other vectors: everything is embedded again.
     other = _speaker_embedder()
     other.names["speaker_embedder.vector"] = "Other:model-2"
-    redone = embed_media(other, work, second.media, tmp_path / "e3", print)
-    assert redone.outcome.reused == 0 and redone.outcome.submitted == 3
-    assert redone.embedding_set.decider == "Other"
+    redone, redone_outcome = embed_media(other, work, second, tmp_path / "e3", print)
+    assert redone_outcome.reused == 0 and redone_outcome.submitted == 3
+    assert redone.decider == "Other"
 
 
 def test_face_samples_need_exactly_one_face_and_nothing_embedded_fails(tmp_path: Path) -> None:
@@ -149,7 +150,7 @@ def test_face_samples_need_exactly_one_face_and_nothing_embedded_fails(tmp_path:
     for name in faces:
         store.upload("cache", name, name.encode())
     downloads = WorkCache(tmp_path / "work").step("downloads")
-    media = collect_media(store, "face", ["alice"], downloads, tmp_path / "m", print).media
+    media, *_ = collect_media(store, "face", ["alice"], downloads, tmp_path / "m", print)
     models: FunctionModels
 
     def analyze(arguments: dict) -> list[dict]:
@@ -157,9 +158,11 @@ def test_face_samples_need_exactly_one_face_and_nothing_embedded_fails(tmp_path:
         return [{"bbox": [0, 0, 1, 1], "embedding": [0.5, 0.5]}] * faces[name]
 
     models = FunctionModels({"face_embedder.analyze": analyze})
-    made = embed_media(models, WorkCache(tmp_path / "work"), media, tmp_path / "e", print)
-    assert [s.names for s in made.embedding_set.samples] == [["webcam_one.jpg"]]
-    problems = {p.name: p.error for p in made.embedding_set.problems}
+    embedded, _outcome = embed_media(
+        models, WorkCache(tmp_path / "work"), media, tmp_path / "e", print
+    )
+    assert [s.names for s in embedded.samples] == [["webcam_one.jpg"]]
+    problems = {p.name: p.error for p in embedded.problems}
     assert problems["webcam_none.jpg"].startswith("0 faces found")
     assert problems["webcam_two.jpg"].startswith("2 faces found")
 
@@ -223,30 +226,28 @@ def test_labelled_set_follows_the_decisions(tmp_path: Path) -> None:
     cache |= {f"recording-{i}.wav": {"vector": _unit(0.05 * i, 1.0)} for i in range(3, 6)}
     dataset = {"fiona/recording-3.wav": {"vector": _unit(0.0, 1.0)}}
     store = _avatar(tmp_path, cache=cache, dataset=dataset)
-    found, _ = _collect(store, tmp_path)
-    made = embed_media(
-        _speaker_embedder(), WorkCache(tmp_path / "w"), found.media, tmp_path / "e", print
+    media, *_ = _collect(store, tmp_path)
+    embedded, _outcome = embed_media(
+        _speaker_embedder(), WorkCache(tmp_path / "w"), media, tmp_path / "e", print
     )
-    embedded = made.embedding_set
     home = tmp_path / "home"
-    with pytest.raises(NotLabelled, match="chara identify voice"):
+    with pytest.raises(IdentificationError, match="chara identify voice"):
         read_decisions(home, "voice")
     log = AnnotationLog(default_log_path(write_task_for(embedded, home)))
     ids = {s.names[0]: s.id for s in embedded.samples}
     for i in range(6):
         label = "adam" if i < 3 else "fiona"
         log.append(ids[f"recording-{i}.wav"], "skip" if i == 5 else label)
-    dataset = labelled_set(embedded, read_decisions(home, "voice"), tmp_path / "d")
-    result = dataset.dataset
+    result, uploads = labelled_set(embedded, read_decisions(home, "voice"), tmp_path / "d")
     assert result.left_out == {"skipped": 1} and len(result.entries) == 6
     # Two samples named recording-3.wav (Avatar's cache, its labelled set): bare names stay
     # unique in the whole set, as Avatar's identificator needs.
-    names = sorted(dataset.uploads)
+    names = sorted(uploads)
     assert len({n.split("/")[1] for n in names}) == len(names) == 6
     assert {n.split("/")[0] for n in names} == {"adam", "fiona"}
     by_id = {s.id: s for s in embedded.samples}
     for entry in result.entries:
-        upload = dataset.uploads[entry.avatar_file].read_bytes()
+        upload = uploads[entry.avatar_file].read_bytes()
         assert upload == embedded.path(by_id[entry.id].file).read_bytes()
         assert entry.avatar_file.startswith(f"{entry.user}/")
     assert sorted(e.user for e in result.entries) == ["adam"] * 3 + ["fiona"] * 3

@@ -24,30 +24,28 @@ from ..partitions import modality_partitions
 from .engine import (
     AvatarMedia,
     EmbeddingSet,
-    IdentificationError,
     IdentityDataset,
-    Problem,
     collect_media,
     embed_media,
     labelled_set,
 )
-from .planning import NotLabelled, read_decisions, set_quality
+from .media import IdentificationError, Problem
+from .planning import read_decisions, set_quality
 
 GROUP = "identification"
-
-
-def _problems_md(problems: list[Problem], limit: int = 20) -> dg.MetadataValue:
-    more = f"… and {len(problems) - limit} more" if len(problems) > limit else ""
-    rows = [(f"`{p.name}`", p.error[:300]) for p in problems[:limit]]
-    return md_table(["item", "error"], rows, more=more)
 
 
 def _counts_md(counts: dict[str, int], what: str) -> dg.MetadataValue:
     return md_table(["user", what], sorted(counts.items()))
 
 
-def _with_problems(metadata: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
-    return {**metadata, "problem_list": _problems_md(problems)} if problems else metadata
+def _with_problems(metadata: dict[str, Any], problems: list[Problem], limit: int = 20):
+    """``metadata`` and, if there are problems, the first ``limit`` as ``problem_list``."""
+    if not problems:
+        return metadata
+    more = f"… and {len(problems) - limit} more" if len(problems) > limit else ""
+    rows = [(f"`{p.name}`", p.error[:300]) for p in problems[:limit]]
+    return {**metadata, "problem_list": md_table(["item", "error"], rows, more=more)}
 
 
 class AvatarMediaConfig(dg.Config):
@@ -76,7 +74,7 @@ def avatar_media(
     store = avatar.store(context)
     try:
         users = config.users or sorted(characters.load().users)
-        found = collect_media(
+        media, collected, labelled = collect_media(
             store,
             context.partition_key,
             users,
@@ -86,15 +84,14 @@ def avatar_media(
         )
     finally:
         store.close()
-    media = found.media
     context.log.info(
         f"{media.modality}: {len(media.files)} files ({downloads.computed} new, "
         f"{downloads.reused} downloaded before), {len(media.problems)} problems"
     )
     per_user = Counter(f.user for f in media.files if f.user)
     metadata = {
-        "collected": found.collected,
-        "labelled": found.labelled,
+        "collected": collected,
+        "labelled": labelled,
         "new_downloads": downloads.computed,
         "known_downloads": downloads.reused,
         "users": ", ".join(media.users),
@@ -122,12 +119,10 @@ def embedding_sets(
 ) -> dg.MaterializeResult:
     work, folder = storage.work(context), storage.staging(context)
     try:
-        made = embed_media(
-            brainbox.models(context), work, avatar_media, folder, context.log.warning
-        )
+        models = brainbox.models(context)
+        embedded, outcome = embed_media(models, work, avatar_media, folder, context.log.warning)
     except IdentificationError as exc:
         raise dg.Failure(str(exc)) from exc
-    embedded, outcome = made.embedding_set, made.outcome
     labelled = sum(s.user is not None for s in embedded.samples)
     metadata = {
         "samples": len(embedded.samples),
@@ -172,13 +167,12 @@ def identity_dataset(
 ) -> dg.MaterializeResult:
     try:
         decisions = read_decisions(storage.root_path, embedding_sets.modality)
-        made = labelled_set(embedding_sets, decisions, storage.staging(context))
-    except (NotLabelled, IdentificationError) as exc:
+        dataset, uploads = labelled_set(embedding_sets, decisions, storage.staging(context))
+    except IdentificationError as exc:
         raise dg.Failure(str(exc)) from exc
-    dataset = made.dataset
     store = avatar.store(context)
     try:
-        dataset.stash = replace_dataset(store, dataset.service, made.uploads)
+        dataset.stash = replace_dataset(store, dataset.service, uploads)
     finally:
         store.close()
     dataset.avatar = store.location

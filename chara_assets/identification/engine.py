@@ -1,18 +1,10 @@
-"""The identification chain's work, without Dagster: what each asset stores and how it is made.
-
-- :func:`collect_media`: Avatar's media and labelled set, downloaded once per Avatar name.
-- :func:`embed_media`: a vector per distinct sample through the engines' ``Models``
-  (``speaker_embedder.vector`` or ``face_embedder.analyze``), each stored in the work cache
-  as it arrives.
-- :func:`labelled_set`: the samples a person's decisions put into the dataset for Avatar.
-
-The assets (``assets.py``) read their inputs, call these and report. Facts:
-../shared/DESIGN.md §5 and §6.
+"""The identification chain's work, without Dagster: what each asset stores and how it is
+made (:func:`collect_media`, :func:`embed_media`, :func:`labelled_set`); ``assets.py`` reads
+the inputs, calls these and reports. Facts: ../shared/DESIGN.md §5 and §6.
 """
 
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -25,22 +17,19 @@ from chara_resources.models import Models
 from chara_resources.paths import copy_file
 from chara_resources.work_cache import WorkCache, WorkStep, file_sha256
 
-from .media import AvatarFile, cache_samples, dataset_samples, get_modality, split_users
+from .media import (
+    AvatarFile,
+    IdentificationError,
+    Problem,
+    cache_samples,
+    dataset_samples,
+    get_modality,
+    split_users,
+)
 from .planning import final_labels
 
 if TYPE_CHECKING:
     from chara_resources.avatar import AvatarStore
-
-
-class IdentificationError(ValueError):
-    """A step that cannot give a usable result (nothing embedded, nothing labelled)."""
-
-
-class Problem(BaseModel):
-    """A file or name that could not become a sample, and why."""
-
-    name: str
-    error: str
 
 
 class MediaFile(BaseModel):
@@ -74,8 +63,15 @@ class EmbeddedSample(BaseModel):
     row: int
 
 
-class EmbeddingSet(FolderManifest):
-    """A vector per sample (``vectors.npy``, float32, one row each) and what failed."""
+class _WithVectors(FolderManifest):
+    vectors: str = "vectors.npy"  # float32, one row per sample
+
+    def matrix(self) -> np.ndarray:
+        return np.load(self.path(self.vectors))
+
+
+class EmbeddingSet(_WithVectors):
+    """A vector per sample and what failed."""
 
     modality: str
     service: str
@@ -85,10 +81,6 @@ class EmbeddingSet(FolderManifest):
     problems: list[Problem]
     decider: str
     dim: int
-    vectors: str = "vectors.npy"
-
-    def matrix(self) -> np.ndarray:
-        return np.load(self.path(self.vectors))
 
 
 class DatasetEntry(BaseModel):
@@ -99,8 +91,8 @@ class DatasetEntry(BaseModel):
     row: int  # in vectors.npy
 
 
-class IdentityDataset(FolderManifest):
-    """The labelled set as uploaded to Avatar, with its vectors (``vectors.npy``)."""
+class IdentityDataset(_WithVectors):
+    """The labelled set as uploaded to Avatar, with its vectors."""
 
     modality: str
     service: str
@@ -109,25 +101,11 @@ class IdentityDataset(FolderManifest):
     entries: list[DatasetEntry]
     left_out: dict[str, int]
     problems: list[Problem]
-    vectors: str = "vectors.npy"
-
-    def matrix(self) -> np.ndarray:
-        return np.load(self.path(self.vectors))
 
 
 def _suffix(name: str) -> str:
     suffix = PurePosixPath(name).suffix.lower()
     return suffix if 1 < len(suffix) <= 9 and suffix[1:].isalnum() else ".bin"
-
-
-# -- avatar_media --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Collected:
-    media: AvatarMedia  # bound to the folder it was written to
-    collected: int  # the modality's files in Avatar's cache
-    labelled: int  # files in Avatar's labelled set
 
 
 def collect_media(
@@ -137,8 +115,9 @@ def collect_media(
     downloads: WorkStep,
     folder: Path,
     log: Callable[[str], None],
-) -> Collected:
-    """Copy the modality's media and labelled set from ``store`` into ``folder``.
+) -> tuple[AvatarMedia, int, int]:
+    """Copy the modality's media and labelled set from ``store`` into ``folder``. Output: the
+    media (bound to ``folder``) and how many files Avatar's cache and labelled set list.
 
     Each file is downloaded once (``downloads`` keeps it by section and Avatar name); a file
     that cannot be downloaded, a user name that cannot be a label and a labelled file in the
@@ -150,7 +129,7 @@ def collect_media(
     labelled, file_problems = dataset_samples(modality, listed)
     good_users, user_problems = split_users(users)
     everyone = sorted(set(good_users) | {f.user for f in labelled if f.user})
-    problems = [Problem(name=p.name, error=p.error) for p in user_problems + file_problems]
+    problems = user_problems + file_problems
     files: list[MediaFile] = []
     for i, item in enumerate(collected + labelled):
 
@@ -171,7 +150,8 @@ def collect_media(
         local = f"dataset/{item.user}/{item.base_name}" if item.user else f"cache/{item.name}"
         copy_file(next(iter(record.files.values())), folder / local)
         sha = record.result["sha256"]
-        files.append(MediaFile(sha256=sha, file=local, avatar_name=item.name, **_where(item)))
+        where = {"section": item.section, "user": item.user}
+        files.append(MediaFile(sha256=sha, file=local, avatar_name=item.name, **where))
         if (i + 1) % 200 == 0:
             log(f"{i + 1} of {len(collected) + len(labelled)} files checked")
     media = AvatarMedia(
@@ -182,14 +162,7 @@ def collect_media(
         files=files,
         problems=problems,
     )
-    return Collected(media.bind(folder), len(collected), len(labelled))
-
-
-def _where(item: AvatarFile) -> dict[str, Any]:
-    return {"section": item.section, "user": item.user}
-
-
-# -- embedding_sets ------------------------------------------------------------------------
+    return media.bind(folder), len(collected), len(labelled)
 
 
 def _vector_of(modality: str, result: Any) -> list[float]:
@@ -207,21 +180,15 @@ def _vector_of(modality: str, result: Any) -> list[float]:
     return [float(v) for v in vector]
 
 
-@dataclass(frozen=True)
-class Embedded:
-    embedding_set: EmbeddingSet  # bound to the folder it was written to
-    outcome: BatchOutcome  # submitted / reused / failed jobs
-
-
 def embed_media(
     models: Models,
     work: WorkCache,
     media: AvatarMedia,
     folder: Path,
     warn: Callable[[str], None],
-) -> Embedded:
-    """A vector per distinct file content of ``media``, its sample copied to ``folder`` and
-    the vectors written to ``folder/vectors.npy``.
+) -> tuple[EmbeddingSet, BatchOutcome]:
+    """A vector per distinct file content of ``media``: the set (bound to ``folder``, which
+    gets each sample's file and ``vectors.npy``) and the batch's outcome (submitted, reused).
 
     Each content is put to the models once (``ident-<sha>``) and embedded once: the results
     are kept in ``work``'s ``embedded`` step, keyed by content and the model that made them.
@@ -293,10 +260,7 @@ def embed_media(
         decider=decider,
         dim=dim,
     )
-    return Embedded(embedding_set.bind(folder), outcome)
-
-
-# -- identity_dataset ----------------------------------------------------------------------
+    return embedding_set.bind(folder), outcome
 
 
 def _dataset_name(user: str, sample: EmbeddedSample, taken: set[str]) -> str:
@@ -315,18 +279,13 @@ def _dataset_name(user: str, sample: EmbeddedSample, taken: set[str]) -> str:
     return f"{user}/{base}"
 
 
-@dataclass(frozen=True)
-class LabelledSet:
-    dataset: IdentityDataset  # bound to its folder; ``avatar`` and ``stash`` still empty
-    uploads: dict[str, Path]  # <user>/<name> -> the file here
-
-
 def labelled_set(
     embedding_set: EmbeddingSet, decisions: Mapping[str, str], folder: Path
-) -> LabelledSet:
+) -> tuple[IdentityDataset, dict[str, Path]]:
     """The dataset a person's ``decisions`` (sample id -> label, see
-    :func:`.planning.final_labels`) make of ``embedding_set``: each labelled sample copied to
-    ``folder/current/<user>/<name>``, its vector to ``folder/vectors.npy``.
+    :func:`.planning.final_labels`) make of ``embedding_set``, bound to ``folder`` (its
+    ``avatar`` and ``stash`` still empty), and the files to upload (``<user>/<name>`` -> the
+    copy in ``folder/current/``).
 
     Errors: :class:`IdentificationError` when no sample has a label."""
     samples = embedding_set.samples
@@ -368,4 +327,4 @@ def labelled_set(
         left_out=dict(left_out),
         problems=problems,
     )
-    return LabelledSet(dataset.bind(folder), uploads)
+    return dataset.bind(folder), uploads

@@ -2,17 +2,15 @@
 service asks, which sample it shows next, the labelled set that results and how well that set
 identifies its people. The service (``chara identify``) and the assets both use it.
 
-One task per modality, in ``$CHARA_HOME/review/identification/<modality>/task.json`` with the
-service's append-only log beside it. Its samples are every embedded sample: those already in
-Avatar's labelled set carry their label as ``prior_label``, new ones none. Sample ids are
-content hashes, so a decision follows the recording when it moves from Avatar's cache into
-the labelled set.
+One task per modality, ``$CHARA_HOME/review/identification/<modality>/task.json``, with the
+service's append-only log beside it; its samples are every embedded sample, those in Avatar's
+labelled set with their ``prior_label``. Sample ids are content hashes, so a decision follows
+the recording from Avatar's cache into the labelled set.
 
-- Labelling mode (default): the service shows new samples, chosen by
-  :func:`~chara_assets.identification.active.choose_next`, with the existing labels as what
-  is already known.
-- Refinement mode (``allow_delete``): the service shows the labelled set, most doubtful first
-  (:func:`~chara_assets.identification.active.most_doubtful`); DELETE removes a sample.
+- Labelling (default): new samples, chosen by :func:`.active.choose_next`, with the existing
+  labels as what is already known.
+- Refinement (``allow_delete``): the labelled set, most doubtful first
+  (:func:`.active.most_doubtful`); DELETE removes a sample.
 
 The labelled set: a sample's label is its latest effective decision if that names a user; a
 SKIP (or no decision) keeps the label it had (none for a new sample: it is left out); DELETE
@@ -26,7 +24,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,7 +40,7 @@ from ..annotation.log import (
     default_log_path,
 )
 from .active import choose_next, confusion, leave_one_out, most_doubtful, unit_rows
-from .media import check_user
+from .media import IdentificationError, check_user
 
 if TYPE_CHECKING:
     from .engine import EmbeddingSet
@@ -131,22 +129,17 @@ def write_task_for(
 ) -> Path:
     """The annotation task of an embedding set under the storage root ``home``; returns its
     path (see :func:`write_identification_task`)."""
-    vectors = embedding_set.matrix()
+    found, x = embedding_set, embedding_set.matrix()
     samples = [
-        TaskSample(
-            id=s.id,
-            path=embedding_set.path(s.file).resolve(),
-            vector=vectors[s.row],
-            prior_label=s.user,
-            names=s.names,
-        )
-        for s in embedding_set.samples
+        TaskSample(s.id, found.path(s.file).resolve(), x[s.row], s.user, s.names)
+        for s in found.samples
     ]
+    folder = identification_folder(home, found.modality)
     return write_identification_task(
-        identification_folder(home, embedding_set.modality),
-        embedding_set.modality,
-        embedding_set.media_kind,
-        embedding_set.users,
+        folder,
+        found.modality,
+        found.media_kind,
+        found.users,
         samples,
         refine=refine,
         dagster_url=dagster_url,
@@ -155,21 +148,18 @@ def write_task_for(
 
 # -- the strategy hook -------------------------------------------------------------------
 
-_MATRICES: dict[int, tuple[Task, np.ndarray, list[int]]] = {}
+_LATEST: dict[str, Any] = {}  # one service, one task: the latest task's matrix
 
 
 def _matrix(task: Task) -> tuple[np.ndarray, list[int]]:
     """The task's unit vectors (rows: samples that have one) and their sample positions."""
-    cached = _MATRICES.get(id(task))
-    if cached is None or cached[0] is not task:
+    if _LATEST.get("task") is not task:
         rows = [i for i, s in enumerate(task.samples) if s.vector]
         x = np.zeros((0, 0), dtype=np.float32)
         if rows:  # float32: about half the time of a choice over thousands of samples
             x = unit_rows([task.samples[i].vector for i in rows]).astype(np.float32)
-        _MATRICES.clear()  # one service, one task: keep only the latest
-        _MATRICES[id(task)] = (task, x, rows)
-        cached = _MATRICES[id(task)]
-    return cached[1], cached[2]
+        _LATEST.update(task=task, x=x, rows=rows)
+    return _LATEST["x"], _LATEST["rows"]
 
 
 def known_labels(task: Task, decisions: Mapping[str, str]) -> list[str | None]:
@@ -246,17 +236,13 @@ class Outcome:
     error: str | None = None
 
 
-class NotLabelled(ValueError):
-    """Nobody has labelled the modality's samples yet."""
-
-
 def read_decisions(home: Path, modality: str) -> dict[str, str]:
     """The decisions (sample id -> label) in the modality's annotation log under ``home``.
 
-    Errors: :class:`NotLabelled` when there is no task yet, saying how to make one."""
+    Errors: ``IdentificationError`` when there is no task yet, saying how to make one."""
     task_path = identification_folder(home, modality) / "task.json"
     if not task_path.exists():
-        raise NotLabelled(
+        raise IdentificationError(
             f"nobody has labelled {modality} samples yet: run `chara identify {modality}`, "
             "label, press FINISH, then materialize identity_dataset again"
         )
