@@ -29,8 +29,7 @@ class ServerUnavailable(ServerError):
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """One CA bundle for every client: loading it takes about 0.3 s, and a client is made per
-    resource call (``BrainBoxModels.put_file``: one per file)."""
+    """One CA bundle for all clients: loading it takes ~0.3 s and clients are made per call."""
     return httpx.create_ssl_context()
 
 

@@ -127,8 +127,7 @@ def write_task_for(
     refine: bool = False,
     dagster_url: str | None = None,
 ) -> Path:
-    """The annotation task of an embedding set under the storage root ``home``; returns its
-    path (see :func:`write_identification_task`)."""
+    """Write the annotation task of an embedding set under ``home``; returns its path."""
     found, x = embedding_set, embedding_set.matrix()
     samples = [
         TaskSample(s.id, found.path(s.file).resolve(), x[s.row], s.user, s.names)
