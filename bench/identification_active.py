@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from chara_assets.identification.active import (
-    choose_next,
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the simulation is in tests/
+
+from chara_assets.identification.active import choose_next, most_doubtful
+from tests.identification_simulation import (
     clustered_vectors,
-    most_doubtful,
     random_order,
     simulate,
     strategy_order,

@@ -262,8 +262,9 @@ def identify(args: argparse.Namespace) -> int:
     active-learning strategy (its own process)."""
     from chara_resources.storage import load_manifest
 
-    from .identification.assets import EmbeddingSet, write_task_for
+    from .identification.engine import EmbeddingSet
     from .identification.media import get_modality
+    from .identification.planning import write_task_for
 
     try:
         modality = get_modality(args.modality)
@@ -288,7 +289,7 @@ def identify(args: argparse.Namespace) -> int:
         return 2
     command = [sys.executable, "-m", "chara_assets.annotation", str(task)]
     command += ["--host", args.host, "--port", str(args.port)]
-    command += ["--next-sample", "chara_assets.identification.labelling:next_sample"]
+    command += ["--next-sample", "chara_assets.identification.planning:next_sample"]
     mode = "refining the labelled set of" if args.refine else "labelling"
     print(
         f"{mode} {len(embedding_set.samples)} {modality.name} samples: "

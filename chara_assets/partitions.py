@@ -1,4 +1,5 @@
-"""Partitions: ``character`` (dynamic, one per character file) x ``language`` (static)."""
+"""Partitions: ``character`` (dynamic, one per character file) x ``language`` (static), and
+``modality`` (voice, face) for the identification chain."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 import dagster as dg
 
 from chara_resources.languages import LANGUAGES
+
+from .identification.media import MODALITIES
 
 CHARACTER_DIMENSION = "character"
 LANGUAGE_DIMENSION = "language"
@@ -35,3 +38,7 @@ def parse_partition_key(key: str) -> CharacterLanguage:
     parsed = character_language_partitions.get_partition_key_from_str(str(key))
     dims = parsed.keys_by_dimension
     return CharacterLanguage(dims[CHARACTER_DIMENSION], dims[LANGUAGE_DIMENSION])
+
+
+# Identification is about the assistant's users, not a character: one partition per modality.
+modality_partitions = dg.StaticPartitionsDefinition(sorted(MODALITIES))

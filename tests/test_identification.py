@@ -23,9 +23,12 @@ from chara_assets.identification.assets import (
     embedding_sets,
     identification_report,
     identity_dataset,
+)
+from chara_assets.identification.planning import (
+    identification_folder,
+    next_sample,
     write_task_for,
 )
-from chara_assets.identification.labelling import identification_folder, next_sample
 from chara_resources.avatar import AvatarResource, HttpAvatarStore
 from chara_resources.brainbox import BrainBoxResource, RoleBinding
 from chara_resources.embedded.launcher import free_port

@@ -15,20 +15,10 @@ from chara_assets.identification.active import (
     BORDER,
     EXPLORE,
     choose_next,
-    clustered_vectors,
     knn_vote,
     leave_one_out,
     most_doubtful,
-    random_order,
-    simulate,
-    strategy_order,
     unit_rows,
-)
-from chara_assets.identification.labelling import (
-    TaskSample,
-    final_labels,
-    next_sample,
-    write_identification_task,
 )
 from chara_assets.identification.media import (
     MODALITIES,
@@ -36,7 +26,15 @@ from chara_assets.identification.media import (
     dataset_samples,
     split_users,
 )
+from chara_assets.identification.planning import (
+    TaskSample,
+    final_labels,
+    next_sample,
+    write_identification_task,
+)
 from chara_assets.identification.plots import pca_2d
+
+from .identification_simulation import clustered_vectors, random_order, simulate, strategy_order
 
 # Unbalanced, as real households are: one person talks to the assistant far more than others.
 SIZES = [200, 100, 40, 20, 10]

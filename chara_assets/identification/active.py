@@ -1,8 +1,8 @@
 """Which sample a person should label next, and how well a labelled set identifies people.
 
-Pure numpy, no Dagster: the annotation service calls :func:`choose_next` after every decision,
-the report calls :func:`leave_one_out`, and the tests and ``bench/identification_active.py``
-simulate a person with :func:`simulate`.
+Pure numpy, no Dagster: the annotation service calls :func:`choose_next` after every decision
+(through :mod:`.planning`), the report calls :func:`leave_one_out`; the tests and
+``bench/identification_active.py`` simulate a person with ``tests/identification_simulation.py``.
 
 The strategy (DESIGN §6), over unit-length embeddings and cosine distance:
 
@@ -24,7 +24,7 @@ by cosine distance (:func:`knn_vote`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -232,20 +232,6 @@ def leave_one_out(vectors: np.ndarray, labels: Sequence[str], k: int = K_VOTE) -
     return knn_vote(sims, labels, k)
 
 
-def accuracy_with(
-    x: np.ndarray, truth: Sequence[str], labelled: Sequence[int], k: int = K_VOTE
-) -> float:
-    """Accuracy over all samples of the ``k``-NN vote of the ``labelled`` ones (a labelled
-    sample is identified by the others, as in leave-one-out)."""
-    labelled = list(labelled)
-    if not labelled:
-        return 0.0
-    sims = x @ x[labelled].T
-    sims[labelled, np.arange(len(labelled))] = -np.inf
-    guess = knn_vote(sims, [truth[i] for i in labelled], k)
-    return float(np.mean([g == t for g, t in zip(guess, truth, strict=True)]))
-
-
 def confusion(truth: Sequence[str], guess: Sequence[str | None], classes: Sequence[str]):
     """Counts ``[true class][guessed class]`` as nested dicts (None guesses under ``"?"``)."""
     table = {t: {g: 0 for g in [*classes, "?"]} for t in classes}
@@ -253,68 +239,3 @@ def confusion(truth: Sequence[str], guess: Sequence[str | None], classes: Sequen
         table.setdefault(t, {c: 0 for c in [*classes, "?"]})
         table[t][g if g in table[t] else "?"] += 1
     return table
-
-
-# -- simulating a person -----------------------------------------------------------------
-
-
-def simulate(
-    vectors: np.ndarray,
-    truth: Sequence[str],
-    order: Callable[[np.ndarray, list[str | None], list[int]], int],
-    *,
-    target: float = 0.95,
-    max_labels: int | None = None,
-) -> int | None:
-    """How many labels a person gives before the labelled set identifies ``target`` of all
-    samples; None if never. ``order(x, labels, candidates)`` picks the next index."""
-    x = unit_rows(vectors)
-    n = len(truth)
-    labels: list[str | None] = [None] * n
-    labelled: list[int] = []
-    for step in range(1, (max_labels or n) + 1):
-        candidates = [i for i in range(n) if labels[i] is None]
-        if not candidates:
-            return None
-        i = order(x, labels, candidates)
-        labels[i] = truth[i]
-        labelled.append(i)
-        if accuracy_with(x, truth, labelled) >= target:
-            return step
-    return None
-
-
-def strategy_order(classes: Sequence[str], seed: int):
-    """:func:`choose_next` as an ``order`` for :func:`simulate`."""
-    rng = np.random.default_rng(seed)
-
-    def order(x: np.ndarray, labels: list[str | None], candidates: list[int]) -> int:
-        return choose_next(x, labels, candidates, classes, rng).index
-
-    return order
-
-
-def random_order(seed: int):
-    """Samples in a random order: the baseline for :func:`simulate`."""
-    rng = np.random.default_rng(seed)
-
-    def order(x: np.ndarray, labels: list[str | None], candidates: list[int]) -> int:
-        return int(rng.choice(candidates))
-
-    return order
-
-
-def clustered_vectors(
-    sizes: Sequence[int], dim: int = 32, spread: float = 0.6, seed: int = 0
-) -> tuple[np.ndarray, list[str]]:
-    """Synthetic embeddings: one Gaussian cloud per person around a random direction, with
-    ``sizes[i]`` samples of person ``p<i>``; ``spread`` is the noise relative to the centre's
-    length (larger: more overlap). Output: unit rows and the true labels."""
-    rng = np.random.default_rng(seed)
-    rows, truth = [], []
-    for c, size in enumerate(sizes):
-        centre = rng.normal(size=dim)
-        centre /= np.linalg.norm(centre)
-        rows.append(centre + rng.normal(scale=spread / np.sqrt(dim), size=(size, dim)))
-        truth += [f"p{c}"] * size
-    return unit_rows(np.vstack(rows)), truth

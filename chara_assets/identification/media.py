@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from pydantic import BaseModel
+
 from chara_resources.paths import UnsafeNameError, check_relative_file, check_slug
 
 from ..annotation.log import RESERVED_LABELS
@@ -84,8 +86,13 @@ class AvatarFile:
         return PurePosixPath(self.name).name
 
 
-@dataclass(frozen=True)
-class FileProblem:
+class IdentificationError(ValueError):
+    """A step without a usable result (nothing embedded, nobody labelled, no label)."""
+
+
+class Problem(BaseModel):
+    """A file or name that could not become a sample, and why."""
+
     name: str  # as Avatar lists it
     error: str
 
@@ -101,7 +108,7 @@ def cache_samples(modality: Modality, names: Iterable[str]) -> list[AvatarFile]:
 
 def dataset_samples(
     modality: Modality, names: Iterable[str]
-) -> tuple[list[AvatarFile], list[FileProblem]]:
+) -> tuple[list[AvatarFile], list[Problem]]:
     """The labelled set from the names under ``resources/<service>/current/`` (recursive).
 
     Output: the samples (``<user>/<file>``) and a problem for each file that cannot be one:
@@ -120,18 +127,18 @@ def dataset_samples(
             check_user(user)
             check_relative_file(file, "file name")
         except UnsafeNameError as exc:
-            problems.append(FileProblem(where, str(exc)))
+            problems.append(Problem(name=where, error=str(exc)))
             continue
         found.append(AvatarFile("resources", where, user))
     return found, problems
 
 
-def split_users(names: Sequence[str]) -> tuple[list[str], list[FileProblem]]:
+def split_users(names: Sequence[str]) -> tuple[list[str], list[Problem]]:
     """Configured user names: the usable ones (sorted, unique) and a problem for each other."""
     good, problems = set(), []
     for name in names:
         try:
             good.add(check_user(name))
         except UnsafeNameError as exc:
-            problems.append(FileProblem(f"user {name!r}", str(exc)))
+            problems.append(Problem(name=f"user {name!r}", error=str(exc)))
     return sorted(good), problems

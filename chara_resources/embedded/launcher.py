@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 
+from ..http import tls_context
 from ..paths import atomic_write_json
 from ..settings import PROJECT_ROOT
 from .deciders import DEFAULT_DECIDERS
@@ -72,7 +73,8 @@ def port_is_free(port: int) -> bool:
 
 def _heartbeat(url: str, timeout_s: float = 2.0) -> bool:
     try:
-        return httpx.get(f"{url}/heartbeat", timeout=timeout_s).status_code == 200
+        response = httpx.get(f"{url}/heartbeat", timeout=timeout_s, verify=tls_context())
+        return response.status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -30,8 +30,8 @@ from chara_assets.identification.assets import (
     avatar_media,
     embedding_sets,
     identity_dataset,
-    write_task_for,
 )
+from chara_assets.identification.planning import write_task_for
 from chara_assets.paraphrase.assets import (
     ParaphraseSetsConfig,
     _persona,

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from chara_assets.identification.assets import AvatarMediaConfig, write_task_for
+from chara_assets.identification.assets import AvatarMediaConfig
+from chara_assets.identification.planning import write_task_for
 from chara_resources.avatar import AvatarResource
 from chara_resources.storage import load_manifest
 

@@ -1,17 +1,16 @@
-"""The identification task for the annotation service, its active-learning hook, and the
-labelled set that results (no Dagster, no Gradio).
+"""Annotation planning for identification (no Dagster, no Gradio): what the annotation
+service asks, which sample it shows next, the labelled set that results and how well that set
+identifies its people. The service (``chara identify``) and the assets both use it.
 
-One task per modality, in ``$CHARA_HOME/review/identification/<modality>/task.json`` with the
-service's append-only log beside it. Its samples are every embedded sample: those already in
-Avatar's labelled set carry their label as ``prior_label``, new ones none. Sample ids are
-content hashes, so a decision follows the recording when it moves from Avatar's cache into
-the labelled set.
+One task per modality, ``$CHARA_HOME/review/identification/<modality>/task.json``, with the
+service's append-only log beside it; its samples are every embedded sample, those in Avatar's
+labelled set with their ``prior_label``. Sample ids are content hashes, so a decision follows
+the recording from Avatar's cache into the labelled set.
 
-- Labelling mode (default): the service shows new samples, chosen by
-  :func:`~chara_assets.identification.active.choose_next`, with the existing labels as what
-  is already known.
-- Refinement mode (``allow_delete``): the service shows the labelled set, most doubtful first
-  (:func:`~chara_assets.identification.active.most_doubtful`); DELETE removes a sample.
+- Labelling (default): new samples, chosen by :func:`.active.choose_next`, with the existing
+  labels as what is already known.
+- Refinement (``allow_delete``): the labelled set, most doubtful first
+  (:func:`.active.most_doubtful`); DELETE removes a sample.
 
 The labelled set: a sample's label is its latest effective decision if that names a user; a
 SKIP (or no decision) keeps the label it had (none for a new sample: it is left out); DELETE
@@ -21,9 +20,11 @@ leaves it out.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,8 +39,11 @@ from ..annotation.log import (
     Task,
     default_log_path,
 )
-from .active import choose_next, most_doubtful, unit_rows
-from .media import check_user
+from .active import choose_next, confusion, leave_one_out, most_doubtful, unit_rows
+from .media import IdentificationError, check_user
+
+if TYPE_CHECKING:
+    from .engine import EmbeddingSet
 
 ANNOTATION_ASSET = "identity_annotations"
 ROUND = "round"  # the log note that starts a round of labelling or refinement
@@ -116,23 +120,45 @@ def write_identification_task(
     return path
 
 
+def write_task_for(
+    embedding_set: EmbeddingSet,
+    home: Path,
+    *,
+    refine: bool = False,
+    dagster_url: str | None = None,
+) -> Path:
+    """Write the annotation task of an embedding set under ``home``; returns its path."""
+    found, x = embedding_set, embedding_set.matrix()
+    samples = [
+        TaskSample(s.id, found.path(s.file).resolve(), x[s.row], s.user, s.names)
+        for s in found.samples
+    ]
+    folder = identification_folder(home, found.modality)
+    return write_identification_task(
+        folder,
+        found.modality,
+        found.media_kind,
+        found.users,
+        samples,
+        refine=refine,
+        dagster_url=dagster_url,
+    )
+
+
 # -- the strategy hook -------------------------------------------------------------------
 
-_MATRICES: dict[int, tuple[Task, np.ndarray, list[int]]] = {}
+_LATEST: dict[str, Any] = {}  # one service, one task: the latest task's matrix
 
 
 def _matrix(task: Task) -> tuple[np.ndarray, list[int]]:
     """The task's unit vectors (rows: samples that have one) and their sample positions."""
-    cached = _MATRICES.get(id(task))
-    if cached is None or cached[0] is not task:
+    if _LATEST.get("task") is not task:
         rows = [i for i, s in enumerate(task.samples) if s.vector]
         x = np.zeros((0, 0), dtype=np.float32)
         if rows:  # float32: about half the time of a choice over thousands of samples
             x = unit_rows([task.samples[i].vector for i in rows]).astype(np.float32)
-        _MATRICES.clear()  # one service, one task: keep only the latest
-        _MATRICES[id(task)] = (task, x, rows)
-        cached = _MATRICES[id(task)]
-    return cached[1], cached[2]
+        _LATEST.update(task=task, x=x, rows=rows)
+    return _LATEST["x"], _LATEST["rows"]
 
 
 def known_labels(task: Task, decisions: Mapping[str, str]) -> list[str | None]:
@@ -209,6 +235,19 @@ class Outcome:
     error: str | None = None
 
 
+def read_decisions(home: Path, modality: str) -> dict[str, str]:
+    """The decisions (sample id -> label) in the modality's annotation log under ``home``.
+
+    Errors: ``IdentificationError`` when there is no task yet, saying how to make one."""
+    task_path = identification_folder(home, modality) / "task.json"
+    if not task_path.exists():
+        raise IdentificationError(
+            f"nobody has labelled {modality} samples yet: run `chara identify {modality}`, "
+            "label, press FINISH, then materialize identity_dataset again"
+        )
+    return AnnotationLog(default_log_path(task_path)).decisions()
+
+
 def final_labels(
     samples: Sequence[tuple[str, str | None]],
     decisions: Mapping[str, str],
@@ -236,3 +275,21 @@ def final_labels(
             continue
         out.append(Outcome(sample_id, user=label))
     return out
+
+
+@dataclass(frozen=True)
+class SetQuality:
+    """How well a labelled set identifies its own people: each sample identified by the
+    10-NN cosine vote of all the others (what Avatar does)."""
+
+    accuracy: float
+    per_user: dict[str, int]
+    confusion: dict[str, dict[str, int]]  # [true user][identified as]; "?" for no answer
+
+
+def set_quality(vectors: np.ndarray, users: Sequence[str]) -> SetQuality:
+    """Leave-one-out quality of ``vectors`` (one row per sample) labelled ``users``."""
+    guess = leave_one_out(vectors, users)
+    accuracy = float(np.mean([g == t for g, t in zip(guess, users, strict=True)]))
+    table = confusion(users, guess, sorted(set(users)))
+    return SetQuality(accuracy, dict(Counter(users)), table)
