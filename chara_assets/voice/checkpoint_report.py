@@ -7,6 +7,7 @@ import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,34 +90,19 @@ class ReportRow:
     losses: dict[str, float] = field(default_factory=dict)
 
 
-def checkpoint_page(
-    path: Path,
-    *,
-    title: str,
-    source: ReportRow | None,
-    training: Sequence[ReportRow],
-    checkpoints: Sequence[ReportRow],
-    plot: str | None,
-    summary: str = "",
-) -> Path:
-    """The listening page: the source sample, a few training clips, then one player per
-    checkpoint with its losses, and the loss plot. Audio paths are relative to the page."""
+def checkpoint_page(path: Path, *, checkpoints: Sequence[ReportRow], **values: Any) -> Path:
+    """The listening page (templates/checkpoints.html.j2) at ``path``: ``title``, ``summary``,
+    the ``source`` sample (a ReportRow or None), a few ``training`` clips, then one player per
+    checkpoint with its losses, and the loss ``plot``. Audio paths are relative to the page."""
     from .report import render_page
 
+    losses = [n for n in MAIN_LOSSES if any(n in row.losses for row in checkpoints)]
     return render_page(
-        path,
-        "checkpoints.html.j2",
-        title=title,
-        summary=summary,
-        source=source,
-        training=training,
-        checkpoints=checkpoints,
-        losses=[n for n in MAIN_LOSSES if any(n in row.losses for row in checkpoints)],
-        plot=plot,
+        path, "checkpoints.html.j2", checkpoints=checkpoints, losses=losses, **values
     )
 
 
-_CKPT_KEYS = {"training_id", "version", "filename", "epoch", "steps"}
+CKPT_FIELDS = ("training_id", "version", "filename", "epoch", "steps")  # what export takes
 
 
 def checkpoint_list(result: object, report_lines: list[str] | None = None) -> list[dict]:
@@ -138,7 +124,7 @@ def checkpoint_list(result: object, report_lines: list[str] | None = None) -> li
                 if value is not None:
                     found = value
     if not isinstance(found, list) or not all(
-        isinstance(c, dict) and c.keys() >= _CKPT_KEYS for c in found
+        isinstance(c, dict) and c.keys() >= set(CKPT_FIELDS) for c in found
     ):
         raise ValueError(
             f"the trainer's result is not a list of checkpoints: {str(result)[:200]!r}"

@@ -482,3 +482,64 @@ def coverage_chart(
     path = Path(path)
     figure.savefig(path, format="png")
     return path
+
+
+# --- A character's corpus -------------------------------------------------------------------
+@dataclass(frozen=True)
+class CorpusSelection:
+    """What :func:`select_corpus` chose: row indices in selection order, and per native
+    phoneme its count in the selection, in a random selection of the same size and in the
+    whole pool."""
+
+    chosen: list[int]
+    accepted: int  # accepted sentences still in the pool (they come first)
+    accepted_gone: int  # accepted sentences no longer in the pool (not selected)
+    selected: dict[str, int]
+    random: dict[str, int]
+    pool: dict[str, int]
+
+    def least_covered(self, n: int = 8) -> list[tuple[str, int]]:
+        return sorted(self.selected.items(), key=lambda kv: kv[1])[:n]
+
+    def table_order(self) -> list[tuple[str, int]]:
+        """(phoneme, selected count): the least covered first, then the rest by phoneme."""
+        least = self.least_covered()
+        return least + [kv for kv in sorted(self.selected.items()) if kv not in least]
+
+
+def select_corpus(
+    matrix: PhonemeMatrix,
+    target: int,
+    *,
+    accepted: Sequence[str] = (),
+    rejected: Sequence[str] = (),
+    banned_words: Iterable[str] = (),
+    foreign: ForeignMode = "drop",
+) -> CorpusSelection:
+    """:func:`select_sentences` seeded with the texts a person ``accepted`` and skipping those
+    ``rejected`` (texts not in the pool any more are left out), compared with a seeded
+    :func:`random_selection` of the same size. Errors as :func:`select_sentences`; the
+    matrix needs its texts."""
+    if matrix.texts is None:
+        raise ValueError("selecting a corpus needs a matrix built with texts")
+    in_pool = set(matrix.texts)
+    kept = [t for t in accepted if t in in_pool]
+    chosen = select_sentences(
+        matrix,
+        target,
+        accepted=matrix.indices_of(kept),
+        rejected=matrix.indices_of([t for t in rejected if t in in_pool]),
+        banned_words=banned_words,
+        foreign=foreign,
+    )
+    baseline = random_selection(
+        matrix, len(chosen), seed=0, banned_words=banned_words, foreign=foreign
+    )
+    return CorpusSelection(
+        chosen=chosen,
+        accepted=len(kept),
+        accepted_gone=len(accepted) - len(kept),
+        selected=coverage(matrix, chosen),
+        random=coverage(matrix, baseline),
+        pool=coverage(matrix, range(len(matrix))),
+    )

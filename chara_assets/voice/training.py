@@ -40,7 +40,6 @@ _PRODUCTION_PARAMETERS = (
     "validation_split",
     "checkpoint_epochs",
 )
-_CKPT_FIELDS = ("training_id", "version", "filename", "epoch", "steps")
 
 
 class TrainingError(ValueError):
@@ -153,10 +152,6 @@ def training_parameters(settings: TrainingSettings, language: str, production: b
     return parameters
 
 
-def checkpoint_name(epoch: int) -> str:
-    return f"epoch-{epoch:04d}"
-
-
 def _stored(step: WorkStep, job: Job) -> bool:
     found = step.get(step.key(job.cache_inputs(), job.label))
     return found is not None and found.ok
@@ -181,7 +176,7 @@ def train_voice(
     anything is uploaded), a bad setting, a failed training or one without checkpoints."""
     from chara_resources.embedded.training import read_voice_tar
 
-    from .checkpoint_report import checkpoint_list, loss_plot
+    from .checkpoint_report import CKPT_FIELDS, checkpoint_list, loss_plot
     from .piper_archive import check_archive
 
     problems = check_archive(archive, sample_rate=settings.sample_rate)
@@ -225,10 +220,10 @@ def train_voice(
         raise TrainingError(f"training {training_id} reported no checkpoint")
 
     offset = base_epochs(decider, base_model)
-    names = [checkpoint_name(int(c["epoch"]) - offset) for c in trained]
+    names = [f"epoch-{int(c['epoch']) - offset:04d}" for c in trained]
     exports = work.step("export", params={"training_id": training_id})
     jobs = [
-        Job({"ckpt": {k: c[k] for k in _CKPT_FIELDS}}, label=name)
+        Job({"ckpt": {k: c[k] for k in CKPT_FIELDS}}, label=name)
         for c, name in zip(trained, names, strict=True)
     ]
     outcome = models.run(exports, "piper_trainer", "export", jobs, result_file=".tar")

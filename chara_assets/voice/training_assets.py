@@ -3,8 +3,7 @@
 piper_archive -> piper_checkpoints -> checkpoint_report
                         └──────────-> delivered_voice (deliver_voice_job, checkpoint in config)
 
-The work is done by the engines in training.py; these assets read their inputs, call them and
-report.
+The engines in training.py do the work; these assets call them and report.
 """
 
 from pathlib import Path
@@ -21,28 +20,10 @@ from ..partitions import character_language_partitions, parse_partition_key
 from .assets import VoiceSample
 from .clip_assets import PiperArchive
 from .training import (
-    BASE_MODELS,
-    QUALITIES,
-    CheckpointReport,
-    CheckpointSample,
-    DeliveredVoice,
-    EpochLosses,
-    PiperCheckpoint,
     PiperCheckpoints,
     TrainingError,
     TrainingSettings,
 )
-
-__all__ = [  # the manifests live with their engines; importing them from here still works
-    "BASE_MODELS",
-    "QUALITIES",
-    "CheckpointReport",
-    "CheckpointSample",
-    "DeliveredVoice",
-    "EpochLosses",
-    "PiperCheckpoint",
-    "PiperCheckpoints",
-]
 
 
 class PiperCheckpointsConfig(dg.Config):
