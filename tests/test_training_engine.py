@@ -9,7 +9,6 @@ archive, the work cache, the voice tars, the WAV checks and the report page are 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import tarfile
 from pathlib import Path
@@ -146,7 +145,7 @@ def _train(piper: PiperStandIn, work: WorkCache, archive: Path, folder: Path, **
         lambda: folder,
         character="kiki",
         language="en",
-        settings=dataclasses.replace(SETTINGS, **settings),
+        settings=SETTINGS.model_copy(update=settings),
         run_id="run-1",
     )
 

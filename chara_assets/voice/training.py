@@ -11,8 +11,7 @@ and keep every result in a work cache, so a re-run asks for nothing it already h
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -119,30 +118,36 @@ class DeliveredVoice(FolderManifest):
     check: str = "check.wav"  # the evaluation text voiced by the installed voice
 
 
-@dataclass(frozen=True)
-class TrainingSettings:
-    """What a training is asked for (the asset's config; docs/training.md has the table)."""
+class TrainingSettings(BaseModel):
+    """What a training is asked for (the asset's config is one; docs/training.md)."""
 
-    epochs: int
-    checkpoint_epochs: int
-    batch_size: int
-    sample_rate: int
-    quality: str
-    validation_split: float
-    keep_training_files: bool
-    poll_s: float
-    base_models: Mapping[str, str] = field(default_factory=dict)
+    base_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="base model per language, over the trainer's defaults (PiperTraining: "
+        "en lessac, de thorsten, ru denis; the embedded trainer: en joe, the packaged voice, "
+        "de/ru from scratch); an empty name trains from scratch",
+    )
+    epochs: int = Field(default=5, ge=1, description="epochs to train (on top of the base model)")
+    checkpoint_epochs: int = Field(default=1, ge=1, description="a checkpoint every K epochs")
+    batch_size: int = Field(default=8, ge=1, description="clips per step (memory grows with it)")
+    sample_rate: int = Field(
+        default=22050, ge=8000, le=192000, description="Hz; the archive must have this rate"
+    )
+    quality: str = Field(default="medium", description="x_low, medium or high")
+    validation_split: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="share of clips for val_* losses"
+    )
+    keep_training_files: bool = Field(
+        default=True,
+        description="keep the checkpoints (~200 MB each) on the trainer after exporting them",
+    )
+    poll_s: float = Field(default=10.0, gt=0, description="seconds between progress polls")
 
 
 def training_parameters(settings: TrainingSettings, language: str, production: bool) -> dict:
-    """The trainer's ``parameters``; TrainingError for a value no trainer takes."""
-    if settings.quality not in QUALITIES:
+    """The trainer's ``parameters``; TrainingError for a quality no trainer has."""
+    if settings.quality not in QUALITIES:  # the numbers' ranges are the model's own
         raise TrainingError(f"quality {settings.quality!r}: use one of {', '.join(QUALITIES)}")
-    for name in ("epochs", "checkpoint_epochs", "batch_size", "sample_rate"):
-        if getattr(settings, name) < 1:
-            raise TrainingError(f"{name} must be at least 1, got {getattr(settings, name)}")
-    if not 0.0 <= settings.validation_split < 1.0:
-        raise TrainingError(f"validation_split must be in [0, 1), got {settings.validation_split}")
     parameters = {name: getattr(settings, name) for name in _PRODUCTION_PARAMETERS}
     if production:
         # without it kaia's PiperTraining keeps only the last checkpoint
@@ -170,10 +175,10 @@ def train_voice(
 ) -> PiperCheckpoints:
     """Train on the Piper archive at ``archive`` and export every checkpoint into the folder
     ``staging()`` gives once the exports are in (``checkpoints/<name>/voice.onnx``,
-    ``losses.png``). The training id comes from the
-    archive's content, the base model and the parameters; a stored training or export is
-    reused, a submitted one re-attached. Raises TrainingError for a bad archive (before
-    anything is uploaded), a bad setting, a failed training or one without checkpoints."""
+    ``losses.png``). The training id comes from the archive's content, the base model and
+    the parameters; a stored training or export is reused, a submitted one re-attached.
+    Raises TrainingError for a bad archive (before anything is uploaded), a bad setting, a
+    failed training or one without checkpoints."""
     from chara_resources.embedded.training import read_voice_tar
 
     from .checkpoint_report import CKPT_FIELDS, checkpoint_list, loss_plot
@@ -199,10 +204,10 @@ def train_voice(
     training_id = f"chara-{character}-{language}-{content_hash(what)[:12]}"
     dataset = f"chara-dataset-{character}-{language}-{sha[:16]}.zip"
     arguments = {"training_id": training_id, "model": base_model, "parameters": parameters}
-    job = Job({**arguments, "dataset": dataset}, inputs=what, label="train")
+    job = Job(arguments | {"dataset": dataset}, inputs=what, label="train")
     step = work.step("train")
     if not _stored(step, job):
-        models.log(f"uploading {archive} ({archive.stat().st_size:,} bytes)")
+        models.log(f"dataset {dataset}: {archive} ({archive.stat().st_size:,} bytes)")
         models.put_file(dataset, archive)
     record = models.run_long(step, "piper_trainer", "train", job, poll_s=settings.poll_s)
     if not record.ok:

@@ -26,28 +26,8 @@ from .training import (
 )
 
 
-class PiperCheckpointsConfig(dg.Config):
-    base_models: dict[str, str] = Field(
-        default_factory=dict,
-        description="base model per language, over the trainer's defaults (PiperTraining: "
-        "en lessac, de thorsten, ru denis; the embedded trainer: en joe, the packaged voice, "
-        "de/ru from scratch); an empty name trains from scratch",
-    )
-    epochs: int = Field(default=5, ge=1, description="epochs to train (on top of the base model)")
-    checkpoint_epochs: int = Field(default=1, ge=1, description="a checkpoint every K epochs")
-    batch_size: int = Field(default=8, ge=1, description="clips per step (memory grows with it)")
-    sample_rate: int = Field(
-        default=22050, ge=8000, le=192000, description="Hz; the archive must have this rate"
-    )
-    quality: str = Field(default="medium", description="x_low, medium or high")
-    validation_split: float = Field(
-        default=0.0, ge=0.0, lt=1.0, description="share of clips for val_* losses"
-    )
-    keep_training_files: bool = Field(
-        default=True,
-        description="keep the checkpoints (~200 MB each) on the trainer after exporting them",
-    )
-    poll_s: float = Field(default=10.0, gt=0, description="seconds between progress polls")
+class PiperCheckpointsConfig(dg.Config, TrainingSettings):
+    """The training's settings: fields, defaults and ranges are TrainingSettings' (training.py)."""
 
 
 @dg.asset(
@@ -77,7 +57,7 @@ def piper_checkpoints(
             lambda: storage.staging(context),
             character=partition.character,
             language=partition.language,
-            settings=TrainingSettings(**config.model_dump()),
+            settings=config,
             run_id=context.run.run_id,
         )
     except TrainingError as exc:
