@@ -487,13 +487,12 @@ def coverage_chart(
 # --- A character's corpus -------------------------------------------------------------------
 @dataclass(frozen=True)
 class CorpusSelection:
-    """What :func:`select_corpus` chose: row indices in selection order, and per native
-    phoneme its count in the selection, in a random selection of the same size and in the
-    whole pool."""
+    """Rows chosen (in order), and per native phoneme its count in them, in a random choice
+    of as many rows, and in the whole pool."""
 
     chosen: list[int]
-    accepted: int  # accepted sentences still in the pool (they come first)
-    accepted_gone: int  # accepted sentences no longer in the pool (not selected)
+    accepted: int  # accepted texts still in the pool: they come first
+    accepted_gone: int  # accepted texts no longer in the pool: left out
     selected: dict[str, int]
     random: dict[str, int]
     pool: dict[str, int]
@@ -502,7 +501,7 @@ class CorpusSelection:
         return sorted(self.selected.items(), key=lambda kv: kv[1])[:n]
 
     def table_order(self) -> list[tuple[str, int]]:
-        """(phoneme, selected count): the least covered first, then the rest by phoneme."""
+        """The least covered phonemes first, then the rest by phoneme."""
         least = self.least_covered()
         return least + [kv for kv in sorted(self.selected.items()) if kv not in least]
 
@@ -516,10 +515,9 @@ def select_corpus(
     banned_words: Iterable[str] = (),
     foreign: ForeignMode = "drop",
 ) -> CorpusSelection:
-    """:func:`select_sentences` seeded with the texts a person ``accepted`` and skipping those
-    ``rejected`` (texts not in the pool any more are left out), compared with a seeded
-    :func:`random_selection` of the same size. Errors as :func:`select_sentences`; the
-    matrix needs its texts."""
+    """:func:`select_sentences` from the texts a person ``accepted``, never those ``rejected``
+    (texts no longer in the pool are left out), beside a seeded :func:`random_selection`.
+    Errors as there; the matrix needs its texts."""
     if matrix.texts is None:
         raise ValueError("selecting a corpus needs a matrix built with texts")
     in_pool = set(matrix.texts)
@@ -532,13 +530,11 @@ def select_corpus(
         banned_words=banned_words,
         foreign=foreign,
     )
-    baseline = random_selection(
-        matrix, len(chosen), seed=0, banned_words=banned_words, foreign=foreign
-    )
+    baseline = random_selection(matrix, len(chosen), banned_words=banned_words, foreign=foreign)
     return CorpusSelection(
-        chosen=chosen,
-        accepted=len(kept),
-        accepted_gone=len(accepted) - len(kept),
+        chosen,
+        len(kept),
+        len(accepted) - len(kept),
         selected=coverage(matrix, chosen),
         random=coverage(matrix, baseline),
         pool=coverage(matrix, range(len(matrix))),
