@@ -17,6 +17,7 @@ from chara_assets.voice.selection import (
     coverage_chart,
     phoneme_weights,
     random_selection,
+    select_corpus,
     select_sentences,
     sentence_scores,
 )
@@ -238,3 +239,24 @@ def test_bad_arguments_are_refused() -> None:
         select_sentences(matrix, -1)
     with pytest.raises(ValueError, match="inventory"):
         PhonemeMatrix.from_phonemes([], "fr")
+
+
+def test_a_corpus_starts_from_the_review_and_is_compared_with_random() -> None:
+    texts = ["Sa.", "Ta.", "Zha.", "Tha.", "Sat."]
+    matrix = tiny([{"s": 3}, {"t": 2}, {"ʒ": 1}, {"θ": 1}, {"s": 1, "t": 1}], texts)
+    choice = select_corpus(
+        matrix, 3, accepted=["Ta.", "no longer in the pool"], rejected=["Zha.", "gone too"]
+    )
+    assert (choice.accepted, choice.accepted_gone) == (1, 1)
+    assert choice.chosen[0] == 1 and 2 not in choice.chosen and len(choice.chosen) == 3
+    assert choice.selected == coverage(matrix, choice.chosen)
+    assert choice.pool == {"s": 4, "t": 3, "ʒ": 1, "θ": 1}
+    assert sum(choice.random.values()) > 0  # a random pick of as many sentences
+    assert choice.random == coverage(matrix, random_selection(matrix, 3, seed=0))
+    least = choice.least_covered(2)
+    assert [n for _, n in least] == sorted(choice.selected.values())[:2]
+    order = choice.table_order()
+    assert order[: len(choice.least_covered())] == choice.least_covered()
+    assert sorted(order) == sorted(choice.selected.items())  # every phoneme once
+    with pytest.raises(ValueError, match="needs a matrix built with texts"):
+        select_corpus(tiny([{"s": 1}]), 1)

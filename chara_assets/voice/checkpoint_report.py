@@ -3,11 +3,11 @@ page, voice tars, evaluation texts and the audio checks of a voiced sample."""
 
 from __future__ import annotations
 
-import html
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,70 +88,19 @@ class ReportRow:
     losses: dict[str, float] = field(default_factory=dict)
 
 
-def _audio(src: str) -> str:
-    return f"<audio controls preload='metadata' src='{html.escape(src)}'></audio>"
+def checkpoint_page(path: Path, *, checkpoints: Sequence[ReportRow], **values: Any) -> Path:
+    """The listening page (templates/checkpoints.html.j2) at ``path``: ``title``, ``summary``,
+    the ``source`` sample (a ReportRow or None), a few ``training`` clips, then one player per
+    checkpoint with its losses, and the loss ``plot``. Audio paths are relative to the page."""
+    from .report import render_page
 
-
-def checkpoint_page(
-    path: Path,
-    *,
-    title: str,
-    source: ReportRow | None,
-    training: Sequence[ReportRow],
-    checkpoints: Sequence[ReportRow],
-    plot: str | None,
-    summary: str = "",
-) -> Path:
-    """The listening page: the source sample, a few training clips, then one player per
-    checkpoint with its losses, and the loss plot. Audio paths are relative to the page."""
     losses = [n for n in MAIN_LOSSES if any(n in row.losses for row in checkpoints)]
-    parts = [
-        "<!doctype html><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:64em;margin:2em auto}"
-        "td,th{padding:.3em .6em;vertical-align:middle;text-align:left}"
-        "tr:nth-child(even){background:#f4f4f4}audio{height:2em}</style>",
-        f"<h1>{html.escape(title)}</h1>",
-    ]
-    if summary:
-        parts.append(f"<p>{html.escape(summary)}</p>")
-    if source is not None:
-        parts.append("<h2>Source: the character's voice sample</h2><table>")
-        parts.append(f"<tr><td>{_audio(source.audio)}</td><td>{html.escape(source.text)}</td></tr>")
-        parts.append("</table>")
-    if training:
-        parts.append(f"<h2>Training clips ({len(training)})</h2><table>")
-        for row in training:
-            parts.append(
-                f"<tr><td>{_audio(row.audio)}</td><td>{html.escape(row.text)}</td>"
-                f"<td><code>{html.escape(row.name)}</code></td></tr>"
-            )
-        parts.append("</table>")
-    parts.append(f"<h2>Checkpoints ({len(checkpoints)})</h2>")
-    if checkpoints:
-        parts.append(f"<p>Every checkpoint says: <q>{html.escape(checkpoints[0].text)}</q></p>")
-    header = "".join(f"<th>{html.escape(n)}</th>" for n in losses)
-    parts.append(f"<table><tr><th>checkpoint</th><th>listen</th>{header}<th>note</th></tr>")
-    for row in checkpoints:
-        cells = "".join(
-            f"<td>{row.losses[n]:.3f}</td>" if n in row.losses else "<td></td>" for n in losses
-        )
-        parts.append(
-            f"<tr><td><code>{html.escape(row.name)}</code></td><td>{_audio(row.audio)}</td>"
-            f"{cells}<td>{html.escape(row.note)}</td></tr>"
-        )
-    parts.append("</table>")
-    if plot:
-        parts.append(f"<h2>Losses</h2><img alt='losses' src='{html.escape(plot)}'>")
-    parts.append(
-        "<p>Pick the checkpoint that sounds best and deliver it: run <code>deliver_voice_job"
-        "</code> for this partition with <code>checkpoint</code> set to its name.</p>"
+    return render_page(
+        path, "checkpoints.html.j2", checkpoints=checkpoints, losses=losses, **values
     )
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
 
 
-_CKPT_KEYS = {"training_id", "version", "filename", "epoch", "steps"}
+CKPT_FIELDS = ("training_id", "version", "filename", "epoch", "steps")  # what export takes
 
 
 def checkpoint_list(result: object, report_lines: list[str] | None = None) -> list[dict]:
@@ -173,7 +122,7 @@ def checkpoint_list(result: object, report_lines: list[str] | None = None) -> li
                 if value is not None:
                     found = value
     if not isinstance(found, list) or not all(
-        isinstance(c, dict) and c.keys() >= _CKPT_KEYS for c in found
+        isinstance(c, dict) and c.keys() >= set(CKPT_FIELDS) for c in found
     ):
         raise ValueError(
             f"the trainer's result is not a list of checkpoints: {str(result)[:200]!r}"

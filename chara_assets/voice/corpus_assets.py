@@ -4,7 +4,6 @@ sentence_pool (per language) -> pool_phonemes (per language) -> text_corpus -> c
 (a person, external) -> reviewed_corpus (per character|language).
 """
 
-import base64
 import json
 import os
 import warnings
@@ -20,6 +19,7 @@ from chara_resources.settings import PROJECT_ROOT
 from chara_resources.storage import CharaStorage
 
 from ..characters.resource import CharacterCatalog
+from ..metadata import md_image, md_table
 from ..partitions import (
     character_language_partitions,
     language_partitions,
@@ -102,12 +102,6 @@ def _corpus_folder_files(language: str) -> list[Path]:
     return sorted((root / language).glob("*.txt")) if (root / language).is_dir() else []
 
 
-def _table(header: tuple[str, str], rows: list[tuple[str, object]]) -> dg.MetadataValue:
-    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
-    lines += [f"| {a} | {b} |" for a, b in rows]
-    return dg.MetadataValue.md("\n".join(lines))
-
-
 @dg.asset(
     partitions_def=language_partitions,
     group_name="voice",
@@ -159,8 +153,8 @@ def sentence_pool(
         metadata={
             "sentences": len(result.kept),
             "candidates": len(candidates),
-            "rejections": _table(("reason", "sentences"), result.reasons.most_common()),
-            "unknown_words": _table(("word", "times"), list(result.unknown_words.most_common(20))),
+            "rejections": md_table(("reason", "sentences"), result.reasons.most_common()),
+            "unknown_words": md_table(("word", "times"), result.unknown_words.most_common(20)),
             "examples": dg.MetadataValue.md("\n".join(f"- {s}" for s in result.kept[:10])),
             "sources": dg.MetadataValue.md("\n".join(f"- `{s}`" for s in sources)),
         },
@@ -219,11 +213,6 @@ class TextCorpusConfig(dg.Config):
     )
 
 
-def _png_markdown(path: Path, alt: str) -> dg.MetadataValue:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{data})")
-
-
 @dg.asset(
     partitions_def=character_language_partitions,
     group_name="voice",
@@ -247,78 +236,60 @@ def text_corpus(
     characters: CharacterCatalog,
     storage: CharaStorage,
 ):  # no return annotation: with check_specs Dagster would read it as the outputs
-    from .selection import (
-        PhonemeMatrix,
-        coverage,
-        coverage_chart,
-        random_selection,
-        select_sentences,
-    )
+    from .selection import PhonemeMatrix, coverage_chart, select_corpus
 
     character, language = characters.for_partition(context)
     texts = sentence_pool.sentences()
     matrix = PhonemeMatrix.from_phonemes(pool_phonemes.phonemes(), language.code, texts)
     review = read_review(review_folder(storage.root_path, character.name, language.code))
-    in_pool = set(texts)
-    accepted = [t for t in review.accepted if t in in_pool]
-    if len(accepted) < len(review.accepted):
-        context.log.warning(
-            f"{len(review.accepted) - len(accepted)} accepted sentences are no longer in the "
-            "pool; they stay accepted but are not part of this selection"
-        )
-    chosen = select_sentences(
+    choice = select_corpus(
         matrix,
         config.target,
-        accepted=matrix.indices_of(accepted),
-        rejected=matrix.indices_of([t for t in review.rejected if t in in_pool]),
+        accepted=review.accepted,
+        rejected=review.rejected,
         banned_words=character.banned_words,
         foreign=config.foreign,
     )
-    baseline = random_selection(
-        matrix, len(chosen), seed=0, banned_words=character.banned_words, foreign=config.foreign
-    )
-    selected_counts = coverage(matrix, chosen)
-    random_counts = coverage(matrix, baseline)
+    if choice.accepted_gone:
+        context.log.warning(
+            f"{choice.accepted_gone} accepted sentences are no longer in the "
+            "pool; they stay accepted but are not part of this selection"
+        )
     folder = storage.staging(context)
     corpus = TextCorpus(
         character=character.name,
         language=language.code,
-        sentences=[texts[i] for i in chosen],
+        sentences=[texts[i] for i in choice.chosen],
         target=config.target,
-        accepted_before=len(accepted),
-        coverage=selected_counts,
+        accepted_before=choice.accepted,
+        coverage=choice.selected,
     ).bind(folder)
-    coverage_chart(selected_counts, random_counts, corpus.path(corpus.chart))
-    least = sorted(selected_counts.items(), key=lambda kv: kv[1])[:8]
-    if len(chosen) < config.target:
+    coverage_chart(choice.selected, choice.random, corpus.path(corpus.chart))
+    if len(choice.chosen) < config.target:
         context.log.warning(
-            f"only {len(chosen)} of {config.target} sentences could be selected: the pool is "
-            "too small (add corpus files for the language)"
+            f"only {len(choice.chosen)} of {config.target} sentences could be selected: the "
+            "pool is too small (add corpus files for the language)"
         )
-    pool_counts = coverage(matrix, range(matrix.counts.shape[0]))
     return dg.MaterializeResult(
         value=corpus,
-        check_results=[checks.phoneme_coverage(selected_counts, pool_counts)],
+        check_results=[checks.phoneme_coverage(choice.selected, choice.pool)],
         metadata={
-            "sentences": len(chosen),
+            "sentences": len(choice.chosen),
             "target": config.target,
-            "accepted_before": len(accepted),
+            "accepted_before": choice.accepted,
             "rejected_before": len(review.rejected),
-            "least_covered": dg.MetadataValue.md(", ".join(f"`{p}` {n}" for p, n in least)),
+            "least_covered": dg.MetadataValue.md(
+                ", ".join(f"`{p}` {n}" for p, n in choice.least_covered())
+            ),
             "min_count_selected_vs_random": dg.MetadataValue.text(
-                f"{min(selected_counts.values(), default=0)} vs "
-                f"{min(random_counts.values(), default=0)}"
+                f"{min(choice.selected.values(), default=0)} vs "
+                f"{min(choice.random.values(), default=0)}"
             ),
-            "coverage": _table(
+            "coverage": md_table(
                 ("phoneme", "selected / random"),
-                [(f"`{p}`", f"{n} / {random_counts.get(p, 0)}") for p, n in least]
-                + [
-                    (f"`{p}`", f"{n} / {random_counts.get(p, 0)}")
-                    for p, n in sorted(selected_counts.items())
-                    if (p, n) not in least
-                ],
+                [(f"`{p}`", f"{n} / {choice.random.get(p, 0)}") for p, n in choice.table_order()],
             ),
-            "chart": _png_markdown(corpus.path(corpus.chart), "phoneme counts"),
+            "chart": md_image(corpus.path(corpus.chart), "phoneme counts"),
             "review": dg.MetadataValue.md(
                 f"Review with `chara review {character.name} {language.code}`, then "
                 "materialize `reviewed_corpus`."

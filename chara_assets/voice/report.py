@@ -6,11 +6,15 @@ folder is opened in a browser (or served by any static file server).
 
 from __future__ import annotations
 
-import html
+import functools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 @dataclass
@@ -19,6 +23,27 @@ class ReportClip:
     text: str
     audio: str  # path relative to the report page
     note: str = ""  # e.g. duration, or the rejection reason
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("chara_assets.voice", "templates"),
+        autoescape=True,  # every value is text, never markup
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def render_page(path: Path, template: str, **values: Any) -> Path:
+    """Write ``templates/<template>`` (pages extend ``page.html.j2``: one stylesheet, a
+    ``title``, a ``summary``) with ``values``, escaped, to ``path``. Returns ``path``."""
+    page = _templates().get_template(template).render(**{"summary": "", **values})
+    path.write_text(page, encoding="utf-8")
+    return path
 
 
 def clips_page(
@@ -33,29 +58,15 @@ def clips_page(
     """Write an HTML page with an audio player per clip: a random sample (seeded) of at most
     ``sample`` clips per section. Returns ``path``."""
     rng = random.Random(seed)
-    parts = [
-        "<!doctype html><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "td{padding:.3em .6em;vertical-align:middle}tr:nth-child(even){background:#f4f4f4}"
-        "audio{height:2em}</style>",
-        f"<h1>{html.escape(title)}</h1>",
+    shown = [
+        {
+            "heading": heading,
+            "total": len(clips),
+            "shown": list(clips) if len(clips) <= sample else rng.sample(list(clips), sample),
+        }
+        for heading, clips in sections
     ]
-    if summary:
-        parts.append(f"<p>{html.escape(summary)}</p>")
-    for heading, clips in sections:
-        shown = list(clips) if len(clips) <= sample else rng.sample(list(clips), sample)
-        parts.append(f"<h2>{html.escape(heading)} ({len(shown)} of {len(clips)})</h2><table>")
-        for clip in shown:
-            parts.append(
-                "<tr>"
-                f"<td><audio controls preload='none' src='{html.escape(clip.audio)}'></audio></td>"
-                f"<td>{html.escape(clip.text)}</td><td>{html.escape(clip.note)}</td>"
-                f"<td><code>{html.escape(clip.id)}</code></td></tr>"
-            )
-        parts.append("</table>")
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+    return render_page(path, "clips.html.j2", title=title, summary=summary, sections=shown)
 
 
 def duration_histogram(durations: Sequence[float], path: Path, *, title: str) -> Path:

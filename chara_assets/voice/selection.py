@@ -432,3 +432,60 @@ def coverage_chart(
     path = Path(path)
     figure.savefig(path, format="png")
     return path
+
+
+# --- A character's corpus -------------------------------------------------------------------
+@dataclass(frozen=True)
+class CorpusSelection:
+    """Rows chosen (in order), and per native phoneme its count in them, in a random choice
+    of as many rows, and in the whole pool."""
+
+    chosen: list[int]
+    accepted: int  # accepted texts still in the pool: they come first
+    accepted_gone: int  # accepted texts no longer in the pool: left out
+    selected: dict[str, int]
+    random: dict[str, int]
+    pool: dict[str, int]
+
+    def least_covered(self, n: int = 8) -> list[tuple[str, int]]:
+        return sorted(self.selected.items(), key=lambda kv: kv[1])[:n]
+
+    def table_order(self) -> list[tuple[str, int]]:
+        """The least covered phonemes first, then the rest by phoneme."""
+        least = self.least_covered()
+        return least + [kv for kv in sorted(self.selected.items()) if kv not in least]
+
+
+def select_corpus(
+    matrix: PhonemeMatrix,
+    target: int,
+    *,
+    accepted: Sequence[str] = (),
+    rejected: Sequence[str] = (),
+    banned_words: Iterable[str] = (),
+    foreign: ForeignMode = "drop",
+) -> CorpusSelection:
+    """:func:`select_sentences` from the texts a person ``accepted``, never those ``rejected``
+    (texts no longer in the pool are left out), beside a seeded :func:`random_selection`.
+    Errors as there; the matrix needs its texts."""
+    if matrix.texts is None:
+        raise ValueError("selecting a corpus needs a matrix built with texts")
+    in_pool = set(matrix.texts)
+    kept = [t for t in accepted if t in in_pool]
+    chosen = select_sentences(
+        matrix,
+        target,
+        accepted=matrix.indices_of(kept),
+        rejected=matrix.indices_of([t for t in rejected if t in in_pool]),
+        banned_words=banned_words,
+        foreign=foreign,
+    )
+    baseline = random_selection(matrix, len(chosen), banned_words=banned_words, foreign=foreign)
+    return CorpusSelection(
+        chosen,
+        len(kept),
+        len(accepted) - len(kept),
+        selected=coverage(matrix, chosen),
+        random=coverage(matrix, baseline),
+        pool=coverage(matrix, range(len(matrix))),
+    )
