@@ -97,7 +97,7 @@ FRAMES: dict[str, tuple[str, str]] = {
 # Russian line (or a Whisper transcript that drops the dots) still compares equal.
 _FOLD = str.maketrans({"ß": "ss", "ẞ": "ss", "ё": "е", "Ё": "е"})
 # Characters that split a word in two; an apostrophe inside a word joins it ("don't" -> "dont").
-_SPLITTERS = frozenset("-‐‑‒–—―/")
+_SPLITTERS = str.maketrans(dict.fromkeys("-‐‑‒–—―/", " "))
 _DIGITS = re.compile(r"\d+")
 
 Word = Mapping[str, Any]
@@ -154,19 +154,10 @@ def normalise_words(text: str, language: str) -> list[str]:
     if any(ch.isdigit() for ch in text):
         text = _DIGITS.sub(lambda m: f" {_spell_number(m.group(), language)} ", text)
     text = text.translate(_FOLD).lower()
-    words: list[str] = []
-    current: list[str] = []
-    for ch in text:
-        if ch.isalpha():
-            current.append(ch)
-        elif (ch.isspace() or ch in _SPLITTERS) and current:
-            words.append("".join(current))
-            current = []
-    if current:
-        words.append("".join(current))
+    words = ("".join(filter(str.isalpha, w)) for w in text.translate(_SPLITTERS).split())
     # Combining marks are not letters: one that NFC could not compose (or that lower() made,
-    # "İ" -> "i" + dot) is dropped above, so both sides lose it alike.
-    return words
+    # "İ" -> "i" + dot) is dropped here, so both sides lose it alike.
+    return [w for w in words if w]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,23 +375,10 @@ def rate_outliers(
     Returns a boolean array, one entry per rate.
     """
     x = np.asarray(rates, dtype=np.float64)
-    mask = np.zeros(x.shape, dtype=bool)
-    valid = np.isfinite(x)
-    if np.count_nonzero(valid) < min_count:
-        return mask
-    v = x[valid]
-    median = float(np.median(v))
-    deviation = np.abs(v - median)
-    mad = float(np.median(deviation))
-    if mad > 0:
-        z = 0.6745 * deviation / mad
-    else:
-        mean_ad = float(np.mean(deviation))
-        if mean_ad == 0:
-            return mask
-        z = deviation / (1.2533 * mean_ad)
-    mask[valid] = z > k
-    return mask
+    bounds = rate_bounds(x, k=k, min_count=min_count)
+    if bounds is None:
+        return np.zeros(x.shape, dtype=bool)
+    return (x < bounds[0]) | (x > bounds[1])  # NaN compares False: never an outlier
 
 
 # ---------------------------------------------------------------------------------------------
@@ -549,18 +527,18 @@ def _read_audio(wav: Path) -> tuple[np.ndarray, int]:
     return data, int(rate)
 
 
-def _similarity(
-    samples: np.ndarray, rate: int, reference: Sequence[float], embedder: Embedder
-) -> float:
-    """Cosine similarity of the kept part's voice to ``reference`` (via a temporary WAV)."""
+def _kept_vector(samples: np.ndarray, rate: int, embedder: Embedder | None) -> Sequence[float]:
+    """The kept part's speaker embedding, via a temporary WAV (default: a ``SpeakerEmbedder``)."""
     import soundfile as sf
 
-    from chara_resources.embedded.speaker import cosine_similarity
+    if embedder is None:
+        from chara_resources.embedded.speaker import SpeakerEmbedder
 
+        embedder = SpeakerEmbedder()
     with tempfile.TemporaryDirectory(prefix="chara-verify-") as tmp:
         path = Path(tmp) / "kept.wav"
         sf.write(str(path), samples, rate, subtype="FLOAT")
-        return cosine_similarity(embedder.vector(path), reference)
+        return embedder.vector(path)
 
 
 def verify_clip(
@@ -572,6 +550,7 @@ def verify_clip(
     config: VerifyConfig = VerifyConfig(),
     reference: Sequence[float] | None = None,
     embedder: Embedder | None = None,
+    vector: Sequence[float] | None = None,
     rate_bounds: tuple[float, float] | None = None,
 ) -> Verdict:
     """Check one voiced clip against its line; see the module docstring for the checks.
@@ -579,7 +558,9 @@ def verify_clip(
     Inputs: ``wav`` the voiced clip (prefix + line + suffix); ``words`` its recognition;
     ``line`` the text without prefix/suffix; ``config`` the thresholds; ``reference`` the
     character's speaker embedding (``None`` skips the speaker check) and ``embedder`` what embeds
-    the clip (default: a ``SpeakerEmbedder``); ``rate_bounds`` the (low, high) characters per
+    the kept part (default: a ``SpeakerEmbedder``), or ``vector`` the clip's embedding when it
+    is known already (computed on BrainBox from the whole clip: the prefix and suffix add a
+    second of the same voice); ``rate_bounds`` the (low, high) characters per
     second allowed (``None`` skips the rate check: use :func:`reject_rate_outliers` on the whole
     data set instead).
 
@@ -637,12 +618,12 @@ def verify_clip(
         failed.append("silence")
 
     if reference is not None:
-        if embedder is None:
-            from chara_resources.embedded.speaker import SpeakerEmbedder
+        from chara_resources.embedded.speaker import cosine_similarity
 
-            embedder = SpeakerEmbedder()
         try:
-            details["similarity"] = _similarity(mono, rate, reference, embedder)
+            if vector is None:
+                vector = _kept_vector(mono, rate, embedder)
+            details["similarity"] = cosine_similarity(vector, reference)
         except ValueError as e:  # too little speech to embed: cannot be the right voice
             details["similarity"] = float("nan")
             details["speaker_error"] = str(e)
@@ -667,16 +648,17 @@ def verify_clip(
 
 
 def rate_bounds(
-    rates: Sequence[float] | np.ndarray, *, k: float = 3.5
+    rates: Sequence[float] | np.ndarray, *, k: float = 3.5, min_count: int = 5
 ) -> tuple[float, float] | None:
-    """The (low, high) characters per second that :func:`rate_outliers` would not flag.
+    """The (low, high) characters per second that :func:`rate_outliers` would not flag:
+    ``median -/+ k * MAD / 0.6745`` (or the mean absolute deviation's stand-in).
 
-    ``None`` if there are too few finite rates to judge or they do not vary. Handy to check
-    clips voiced later against an existing data set's rates.
+    ``None`` if there are fewer than ``min_count`` finite rates or they do not vary. Handy to
+    check clips voiced later against an existing data set's rates.
     """
     x = np.asarray(rates, dtype=np.float64)
     x = x[np.isfinite(x)]
-    if x.size < 5:
+    if x.size < min_count:
         return None
     median = float(np.median(x))
     mad = float(np.median(np.abs(x - median)))
