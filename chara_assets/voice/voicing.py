@@ -191,7 +191,8 @@ def typical_voice(vectors: np.ndarray) -> list[float]:
 @dataclass
 class SpeakerReference:
     """What a clip's voice is compared with: ``sample`` (the character's voice sample, embedded)
-    or ``clips`` (the typical voice of the clips being checked, set by :func:`verify_batch`)."""
+    or ``clips`` (the typical voice of the first clips checked, set by :func:`verify_batch`: a
+    re-voiced clip is compared with the whole data set's voice, not with itself)."""
 
     mode: str
     vector: list[float] | None = None
@@ -223,7 +224,7 @@ def verify_batch(
 ) -> list[Verdict]:
     """A verdict per clip (each has a ``wav``): recognised (step ``recognized``), embedded
     (``embedded``), checked by ``verify_clip`` against its line and ``reference`` (in ``clips``
-    mode first set to this batch's typical voice), then rate outliers rejected. A failed
+    mode set to the first batch's typical voice), then rate outliers rejected. A failed
     recognition is the verdict ``recognizer``; a failed embedding fails ``speaker``."""
     if not clips:
         return []
@@ -232,7 +233,7 @@ def verify_batch(
     step = work.step("recognized")
     words = list(models.run(step, "recognizer", "transcribe_to_array", jobs).records())
     vectors = _embed(models, work, names)
-    if reference.mode == "clips" and any(v.ok for v in vectors):
+    if reference.mode == "clips" and reference.vector is None and any(v.ok for v in vectors):
         reference.vector = typical_voice(np.array([v.result for v in vectors if v.ok]))
     verdicts = []
     for clip, said, voice in zip(clips, words, vectors, strict=True):
@@ -322,9 +323,10 @@ def voice_until_target(
     target_s: float,
     max_attempts: int,
 ) -> Verified:
-    """Verify ``first`` (attempt 1 of every line), then voice the lines that failed again
-    (step ``revoiced``) and verify those, until ``target_s`` seconds are verified, nothing
-    failed, or ``max_attempts`` attempts were made. Raises ``VoicingError`` if no clip passed."""
+    """Verify ``first`` (attempt 1 of every line), then voice the lines that failed again (a
+    failed voicing or a rejected clip; step ``revoiced``) and verify those, until ``target_s``
+    seconds are verified, nothing failed, or ``max_attempts`` attempts were made. Raises
+    ``VoicingError`` if no clip passed."""
     result = Verified(lines=len({v.line.id for v in first}), speaker_reference=reference.mode)
     pending = [v.line for v in first]
 
@@ -332,8 +334,10 @@ def voice_until_target(
         batch = first
         if n > 1:
             batch, _ = voice_lines(models, work.step("revoiced"), voice_id, lines, attempt=n)
+        pending.clear()
         for v in batch:
             if v.wav is None:
+                pending.append(v.line)  # voiced again, as a clip that failed verification
                 error = {"error": v.error}
                 result.rejections.append(
                     Rejection(
@@ -342,7 +346,6 @@ def voice_until_target(
                 )
         clips = [v for v in batch if v.wav is not None]
         verdicts = verify_batch(models, work, language, clips, config, reference)
-        pending.clear()
         for clip, verdict in zip(clips, verdicts, strict=True):
             kept = _kept(clip, verdict, folder)
             if isinstance(kept, TrimmedClip):
