@@ -4,16 +4,12 @@ line voiced by it.
 reviewed_corpus -> augmented_lines -> cloned_audio <- cloner_voice <- voice_sample
 """
 
-from pathlib import Path
-
 import dagster as dg
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from chara_resources.brainbox import BrainBoxResource
-from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
 from chara_resources.languages import get_language
-from chara_resources.paths import copy_file
 from chara_resources.settings import brainbox_pool
 from chara_resources.storage import CharaStorage
 from chara_resources.work_cache import file_sha256
@@ -22,6 +18,7 @@ from ..partitions import character_language_partitions, parse_partition_key
 from .assets import VoiceSample
 from .corpus_assets import ReviewedCorpus
 from .review import sentence_id
+from .voicing import Clip, ClipError, Line, VoicingError, clone_lines, register_voice
 
 
 class ClonerVoice(FolderManifest):
@@ -34,12 +31,6 @@ class ClonerVoice(FolderManifest):
     server: str
 
 
-class Line(BaseModel):
-    id: str
-    line: str
-    augmented: str
-
-
 class AugmentedLines(FolderManifest):
     """Each accepted sentence with the language's prefix and suffix around it."""
 
@@ -48,20 +39,6 @@ class AugmentedLines(FolderManifest):
     prefix: str
     suffix: str
     lines: list[Line]
-
-
-class Clip(BaseModel):
-    id: str
-    line: str
-    augmented: str
-    file: str
-    duration_s: float
-
-
-class ClipError(BaseModel):
-    id: str
-    line: str
-    error: str
 
 
 class ClonedAudio(FolderManifest):
@@ -93,35 +70,29 @@ def cloner_voice(
     brainbox: BrainBoxResource,
     storage: CharaStorage,
 ) -> dg.MaterializeResult:
-    audio = voice_sample.path(voice_sample.audio)
+    server, audio = _server_name(brainbox, context), voice_sample.path(voice_sample.audio)
     sha = file_sha256(audio)
     voice_id = f"chara-{voice_sample.character}-{voice_sample.language}-{sha[:12]}"
-    cache_name = f"{voice_id}.wav"
     step = storage.work(context).step("register")
-    with brainbox.client(context) as client:
-        if not client.is_file(cache_name):
-            client.upload(cache_name, audio)
-    job = Job(
-        {"voice": voice_id, "text": voice_sample.text, "file": cache_name},
-        inputs={"voice": voice_id, "server": _server_name(brainbox, context)},
-    )
-    outcome = brainbox.run(context, step, "cloner", "train", [job])
-    record = next(outcome.records())
-    if not record.ok:
-        raise dg.Failure(f"the cloner could not register {voice_id}: {record.error}")
+    try:
+        registered_now = register_voice(
+            brainbox.models(context), step, voice_id, audio, voice_sample.text, server
+        )
+    except VoicingError as e:
+        raise dg.Failure(str(e)) from e
     voice = ClonerVoice(
         character=voice_sample.character,
         language=voice_sample.language,
         voice_id=voice_id,
         sample_sha256=sha,
-        server=_server_name(brainbox, context),
+        server=server,
     ).bind(storage.staging(context))
     return dg.MaterializeResult(
         value=voice,
         metadata={
-            "voice_id": voice_id,
+            "voice_id": voice.voice_id,
             "server": voice.server,
-            "registered_now": bool(outcome.submitted),
+            "registered_now": registered_now,
         },
     )
 
@@ -170,25 +141,6 @@ class ClonedAudioConfig(dg.Config):
     )
 
 
-# A voiced line lasts about len(text)/15 s; far outside these bounds it is not that line.
-_MIN_S_PER_CHAR = 1 / 40
-_MAX_S_PER_CHAR = 1 / 3
-
-
-def clip_problem(path: Path, text: str) -> str | None:
-    """Why the cloner's clip for ``text`` cannot be used, or None: a cheap decode and sanity
-    check (readable, not empty, silent or noise, a plausible length for the text) before the
-    clip counts as voiced; what is said is checked later, by recognition."""
-    from .audio import speech_problem
-
-    problem = speech_problem(
-        path,
-        min_s=max(0.3, len(text) * _MIN_S_PER_CHAR),
-        max_s=5.0 + len(text) * _MAX_S_PER_CHAR,
-    )
-    return None if problem is None else f"audio from the cloner: {problem}"
-
-
 @dg.asset(
     partitions_def=character_language_partitions,
     group_name="voice",
@@ -205,8 +157,6 @@ def cloned_audio(
     brainbox: BrainBoxResource,
     storage: CharaStorage,
 ) -> dg.MaterializeResult:
-    import soundfile as sf
-
     partition = parse_partition_key(context.partition_key)
     server = _server_name(brainbox, context)
     if cloner_voice.server != server:
@@ -216,43 +166,18 @@ def cloned_audio(
             "server (the same chara/brainbox tag) first"
         )
     step = storage.work(context).step("voiced", params={"voice": cloner_voice.voice_id})
-    jobs = [
-        Job(
-            {"voice": cloner_voice.voice_id, "text": line.augmented},
-            inputs={"voice": cloner_voice.voice_id, "text": line.augmented, "attempt": 1},
-            label=line.id,
-        )
-        for line in augmented_lines.lines
-    ]
-    outcome = brainbox.run(context, step, "cloner", "voice_to_text", jobs, result_file=".wav")
     folder = storage.staging(context)
-    clips, errors = [], []
-    for line, job, record in zip(augmented_lines.lines, jobs, outcome.records(), strict=True):
-        error = record.error
-        if error is None:
-            error = clip_problem(record.files[".wav"], line.augmented)
-            if error is not None:  # stored as an error: a re-run voices it again
-                step.put(record.key, job.cache_inputs(), error=error)
-        if error is not None:
-            errors.append(ClipError(id=line.id, line=line.line, error=error))
-            continue
-        copy_file(record.files[".wav"], folder / "clips" / f"{line.id}.wav")
-        duration = sf.info(record.files[".wav"]).duration
-        clips.append(
-            Clip(
-                id=line.id,
-                line=line.line,
-                augmented=line.augmented,
-                file=f"clips/{line.id}.wav",
-                duration_s=round(duration, 3),
-            )
+    try:
+        clips, errors, outcome = clone_lines(
+            brainbox.models(context),
+            step,
+            cloner_voice.voice_id,
+            augmented_lines.lines,
+            folder,
+            config.max_failure_ratio,
         )
-    total = len(augmented_lines.lines)
-    if total and (not clips or len(errors) / total > config.max_failure_ratio):
-        raise dg.Failure(
-            f"{len(errors)} of {total} lines could not be voiced; first errors: "
-            + " | ".join(e.error for e in errors[:3])
-        )
+    except VoicingError as e:
+        raise dg.Failure(str(e)) from e
     result = ClonedAudio(
         character=partition.character,
         language=partition.language,

@@ -64,11 +64,12 @@ import tempfile
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from rapidfuzz.distance import Levenshtein
 
 from chara_resources.languages import LANGUAGES, PerLanguage, language_code
 from chara_resources.paths import temporary_sibling
@@ -89,7 +90,7 @@ FRAMES = PerLanguage(lambda lang: (lang.clone_prefix, lang.clone_suffix))
 """Per language, the prefix and suffix a line is voiced between."""
 
 # Characters that split a word in two; an apostrophe inside a word joins it ("don't" -> "dont").
-_SPLITTERS = frozenset("-‐‑‒–—―/")
+_SPLITTERS = str.maketrans(dict.fromkeys("-‐‑‒–—―/", " "))
 _DIGITS = re.compile(r"\d+")
 
 Word = Mapping[str, Any]
@@ -143,73 +144,23 @@ def normalise_words(text: str, language: str) -> list[str]:
         text = _DIGITS.sub(lambda m: f" {_spell_number(m.group(), language)} ", text)
     folds = {a: b for lang in LANGUAGES.values() for a, b in lang.spelling_folds.items()}
     text = text.translate(str.maketrans(folds)).lower()
-    words: list[str] = []
-    current: list[str] = []
-    for ch in text:
-        if ch.isalpha():
-            current.append(ch)
-        elif (ch.isspace() or ch in _SPLITTERS) and current:
-            words.append("".join(current))
-            current = []
-    if current:
-        words.append("".join(current))
+    words = ("".join(filter(str.isalpha, w)) for w in text.translate(_SPLITTERS).split())
     # Combining marks are not letters: one that NFC could not compose (or that lower() made,
-    # "İ" -> "i" + dot) is dropped above, so both sides lose it alike.
-    return words
+    # "İ" -> "i" + dot) is dropped here, so both sides lose it alike.
+    return [w for w in words if w]
 
 
 # ---------------------------------------------------------------------------------------------
-# Levenshtein distance, bit-parallel
-
-
-def _prefix_distances(pattern: Sequence[Any], text: Sequence[Any]) -> list[int]:
-    """``[levenshtein(pattern, text[:j]) for j in range(len(text) + 1)]`` in one pass.
-
-    Myers' bit-vector algorithm in Hyyrö's form for global distance: the DP column for the
-    pattern is kept as two bit masks of vertical +1/-1 deltas (one bit per pattern symbol, as a
-    Python int of any length), so each text symbol costs a dozen integer operations instead of
-    ``len(pattern)`` cell updates. The bottom cell of each column is the distance of the whole
-    pattern to the text read so far. Symbols are any hashables (characters or words).
-    """
-    m = len(pattern)
-    if m == 0:
-        return list(range(len(text) + 1))
-    peq: dict[Any, int] = {}
-    for i, symbol in enumerate(pattern):
-        peq[symbol] = peq.get(symbol, 0) | (1 << i)
-    mask = (1 << m) - 1
-    high = 1 << (m - 1)
-    pv, mv, score = mask, 0, m  # column 0: distances 0..m, all vertical deltas +1
-    out = [score]
-    for symbol in text:
-        eq = peq.get(symbol, 0)
-        xv = eq | mv
-        xh = (((eq & pv) + pv) ^ pv) | eq
-        ph = mv | (~(xh | pv) & mask)
-        mh = pv & xh
-        if ph & high:
-            score += 1
-        elif mh & high:
-            score -= 1
-        # Shifting a 1 into ph: row 0 of the DP is 0, 1, 2, ... (global, not substring, match).
-        ph = ((ph << 1) | 1) & mask
-        mh = (mh << 1) & mask
-        pv = mh | (~(xv | ph) & mask)
-        mv = ph & xv
-        out.append(score)
-    return out
+# Levenshtein distance
 
 
 def levenshtein(a: Sequence[Any], b: Sequence[Any]) -> int:
     """Edit distance (insertions, deletions, substitutions, each 1) between two sequences.
 
-    Works on strings (characters) and on lists of words alike; elements must be hashable.
-    Bit-parallel (see :func:`_prefix_distances`): two 90-letter lines take about 0.1 ms, and
-    :func:`best_window` about 0.5 ms a clip. Raises ``TypeError`` for unhashable elements.
+    Works on strings (characters) and on lists of words alike; elements must be hashable
+    (rapidfuzz compares them by hash). Raises ``TypeError`` for unhashable elements.
     """
-    if len(a) < len(b):
-        a, b = b, a  # the shorter one is the bit-mask pattern: fewer bits per operation
-    return _prefix_distances(b, a)[-1]
+    return Levenshtein.distance(a, b)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,8 +237,7 @@ def best_window(
     The window passes when its distance is at most ``distance_limit(len(line), max_distance,
     max_relative)``: 2, or 5% of the line's length if more (module docstring: measurements).
     Ties go to the window keeping more words; a window never starts or ends on a word without
-    letters. The 5 x 5 windows cost 5 Levenshtein passes, one per start: each pass gives the
-    distance to every end.
+    letters. The 5 x 5 windows cost at most 25 distances (rapidfuzz: microseconds each).
 
     Returns ``None`` if no recognised word has letters, or if the best distance is over the
     limit (``max_distance=None`` returns the best window whatever its distance). Raises
@@ -309,21 +259,14 @@ def best_window(
     for start in range(min(max_drop, n - 1) + 1):
         if not tokens[start]:
             continue
-        # One pass gives the distance for every end of the window: symbols of words[start:],
-        # with the symbol offset at which each word ends.
-        symbols: list[str] = []
-        ends: list[int] = []
-        for t in tokens[start:]:
-            if unit == "chars":
-                symbols.extend("".join(t))
-            else:
-                symbols.extend(t)
-            ends.append(len(symbols))
-        distances = _prefix_distances(pattern, symbols)
+        # The symbols of words[start:end] for every end: letters joined, or word lists.
+        pieces = ("".join(t) for t in tokens[start:]) if unit == "chars" else tokens[start:]
+        kept: list[Sequence[str]] = list(accumulate(pieces))
         for end in range(max(start + 1, n - max_drop), n + 1):
             if not tokens[end - 1]:
                 continue
-            key = (distances[ends[end - start - 1]], -(end - start), start, end)
+            distance = Levenshtein.distance(pattern, kept[end - start - 1])
+            key = (distance, -(end - start), start, end)
             if best is None or key < best:
                 best = key
     if best is None:  # every candidate edge word is letterless (max_drop too small)
@@ -422,23 +365,10 @@ def rate_outliers(
     Returns a boolean array, one entry per rate.
     """
     x = np.asarray(rates, dtype=np.float64)
-    mask = np.zeros(x.shape, dtype=bool)
-    valid = np.isfinite(x)
-    if np.count_nonzero(valid) < min_count:
-        return mask
-    v = x[valid]
-    median = float(np.median(v))
-    deviation = np.abs(v - median)
-    mad = float(np.median(deviation))
-    if mad > 0:
-        z = 0.6745 * deviation / mad
-    else:
-        mean_ad = float(np.mean(deviation))
-        if mean_ad == 0:
-            return mask
-        z = deviation / (1.2533 * mean_ad)
-    mask[valid] = z > k
-    return mask
+    bounds = rate_bounds(x, k=k, min_count=min_count)
+    if bounds is None:
+        return np.zeros(x.shape, dtype=bool)
+    return (x < bounds[0]) | (x > bounds[1])  # NaN compares False: never an outlier
 
 
 # ---------------------------------------------------------------------------------------------
@@ -587,18 +517,18 @@ def _read_audio(wav: Path) -> tuple[np.ndarray, int]:
     return data, int(rate)
 
 
-def _similarity(
-    samples: np.ndarray, rate: int, reference: Sequence[float], embedder: Embedder
-) -> float:
-    """Cosine similarity of the kept part's voice to ``reference`` (via a temporary WAV)."""
+def _kept_vector(samples: np.ndarray, rate: int, embedder: Embedder | None) -> Sequence[float]:
+    """The kept part's speaker embedding, via a temporary WAV (default: a ``SpeakerEmbedder``)."""
     import soundfile as sf
 
-    from chara_resources.embedded.speaker import cosine_similarity
+    if embedder is None:
+        from chara_resources.embedded.speaker import SpeakerEmbedder
 
+        embedder = SpeakerEmbedder()
     with tempfile.TemporaryDirectory(prefix="chara-verify-") as tmp:
         path = Path(tmp) / "kept.wav"
         sf.write(str(path), samples, rate, subtype="FLOAT")
-        return cosine_similarity(embedder.vector(path), reference)
+        return embedder.vector(path)
 
 
 def verify_clip(
@@ -610,6 +540,7 @@ def verify_clip(
     config: VerifyConfig = VerifyConfig(),
     reference: Sequence[float] | None = None,
     embedder: Embedder | None = None,
+    vector: Sequence[float] | None = None,
     rate_bounds: tuple[float, float] | None = None,
 ) -> Verdict:
     """Check one voiced clip against its line; see the module docstring for the checks.
@@ -617,7 +548,9 @@ def verify_clip(
     Inputs: ``wav`` the voiced clip (prefix + line + suffix); ``words`` its recognition;
     ``line`` the text without prefix/suffix; ``config`` the thresholds; ``reference`` the
     character's speaker embedding (``None`` skips the speaker check) and ``embedder`` what embeds
-    the clip (default: a ``SpeakerEmbedder``); ``rate_bounds`` the (low, high) characters per
+    the kept part (default: a ``SpeakerEmbedder``), or ``vector`` the clip's embedding when it
+    is known already (computed on BrainBox from the whole clip: the prefix and suffix add a
+    second of the same voice); ``rate_bounds`` the (low, high) characters per
     second allowed (``None`` skips the rate check: use :func:`reject_rate_outliers` on the whole
     data set instead).
 
@@ -675,12 +608,12 @@ def verify_clip(
         failed.append("silence")
 
     if reference is not None:
-        if embedder is None:
-            from chara_resources.embedded.speaker import SpeakerEmbedder
+        from chara_resources.embedded.speaker import cosine_similarity
 
-            embedder = SpeakerEmbedder()
         try:
-            details["similarity"] = _similarity(mono, rate, reference, embedder)
+            if vector is None:
+                vector = _kept_vector(mono, rate, embedder)
+            details["similarity"] = cosine_similarity(vector, reference)
         except ValueError as e:  # too little speech to embed: cannot be the right voice
             details["similarity"] = float("nan")
             details["speaker_error"] = str(e)
@@ -705,16 +638,17 @@ def verify_clip(
 
 
 def rate_bounds(
-    rates: Sequence[float] | np.ndarray, *, k: float = 3.5
+    rates: Sequence[float] | np.ndarray, *, k: float = 3.5, min_count: int = 5
 ) -> tuple[float, float] | None:
-    """The (low, high) characters per second that :func:`rate_outliers` would not flag.
+    """The (low, high) characters per second that :func:`rate_outliers` would not flag:
+    ``median -/+ k * MAD / 0.6745`` (or the mean absolute deviation's stand-in).
 
-    ``None`` if there are too few finite rates to judge or they do not vary. Handy to check
-    clips voiced later against an existing data set's rates.
+    ``None`` if there are fewer than ``min_count`` finite rates or they do not vary. Handy to
+    check clips voiced later against an existing data set's rates.
     """
     x = np.asarray(rates, dtype=np.float64)
     x = x[np.isfinite(x)]
-    if x.size < 5:
+    if x.size < min_count:
         return None
     median = float(np.median(x))
     mad = float(np.median(np.abs(x - median)))
