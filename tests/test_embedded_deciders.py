@@ -175,7 +175,7 @@ def test_llama_cpp_answers_with_the_packaged_model(box: BrainBoxClient, tmp_path
 
 
 def test_configured_vosk_model_is_used_by_the_recognizer(tmp_path: Path, monkeypatch) -> None:
-    from chara_resources.embedded.recognition import make_tiny_vosk_model
+    from .tiny_vosk import make_tiny_vosk_model
 
     vocabulary = ["alpha", "bravo", "charlie"]
     model = make_tiny_vosk_model(tmp_path / "vosk-en", vocabulary)

@@ -65,7 +65,7 @@ class ContractBrainBox:
 
     def install_vosk_model(self, language: str, words: list[str]) -> Path:
         """A tiny model for ``language`` where kaia's Vosk installer puts downloaded ones."""
-        from chara_resources.embedded.recognition import make_tiny_vosk_model
+        from tests.tiny_vosk import make_tiny_vosk_model
 
         folder = make_tiny_vosk_model(self.resources("Vosk") / "models" / language, words)
         self.record_installed("Vosk", {language: None})
