@@ -1,7 +1,9 @@
 """Identification chain: who speaks (voice) and who walks in (face), per modality.
 
 avatar_media -> embedding_sets -> identity_annotations (a person, external) -> identity_dataset
-(uploaded to Avatar) -> identification_report. Facts: ../shared/DESIGN.md §5 and §6.
+(uploaded to Avatar) -> identification_report. Avatar's layout and services:
+docs/kaia-5.2-servers.md (*4. Avatar*); the workflow and the choice of samples:
+docs/identification.md.
 """
 
 import base64
