@@ -231,14 +231,16 @@ def test_killed_run_reattaches_instead_of_resubmitting(server, tmp_path: Path) -
     )
     step = WorkCache(work).step("echo")
     deadline = time.monotonic() + 30
+    # Killed as soon as its ids are recorded and every job is on the server (the batch takes
+    # 2 s, and the run stores results only once it is finished: none are stored yet).
     while (
         len(list((step.folder / "_submitted").glob("*.json"))) < 1 or _jobs_in_database(server) < 10
     ):
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(0.5)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+    assert not list(step.folder.glob("*.json"))  # killed before it stored any result
 
     with BrainBoxClient(server.running_url()) as client:
         outcome = run_jobs(client, step, ECHO, _echo_jobs(10, sleep_s=0.2), log=lambda _: None)
