@@ -3,8 +3,8 @@ servers; and the test tiers (README, *Tests*).
 
 Tiers: a test is ``slow`` when it lives in ``tests/contract``, ``tests/reliability`` or
 ``tests/browser`` (which also get ``reliability`` / ``browser``), when it uses a fixture of
-``SLOW_FIXTURES`` (they start a real server or load real models), or when its file or its own
-decorator says so. ``pytest -m "not slow"`` is the fast tier: engines and pure logic.
+``SLOW_FIXTURES`` (they start a real server), when its file is in ``SLOW_FILES``, or when its own
+``@pytest.mark.slow`` says so. ``pytest -m "not slow"`` is the fast tier: engines and pure logic.
 """
 
 from __future__ import annotations
@@ -42,6 +42,16 @@ FOLDER_MARKS = {
 }
 # Fixtures (of this file) that start a real server or load real models: their tests are slow.
 SLOW_FIXTURES = frozenset({"server", "full_server", "_avatar_process", "avatar_server"})
+# Files whose every test loads real models, trains or runs the real command in a process.
+SLOW_FILES = {
+    "test_model_llm.py": "SmolLM2 with llama-cpp",
+    "test_model_recognition.py": "Whisper, pocketsphinx, Vosk",
+    "test_model_speaker.py": "Resemblyzer",
+    "test_model_speech.py": "Piper, espeak-ng and festival voices",
+    "test_training.py": "Piper training on CPU on an embedded BrainBox",
+    "test_training_warmstart.py": "torch and Piper's VITS model",
+    "test_cli.py": "the chara command in its own process",
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -87,7 +97,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         parts = item.path.resolve().relative_to(_TESTS).parts
         for mark in FOLDER_MARKS.get(parts[0], ()) if len(parts) > 1 else ():
             item.add_marker(mark)
-        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if parts[-1] in SLOW_FILES or SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker("slow")
 
 

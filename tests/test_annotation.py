@@ -298,6 +298,7 @@ def processes() -> Iterator[list[subprocess.Popen]]:
         stop(process)
 
 
+@pytest.mark.slow
 def test_answers_survive_sigkill(tmp_path: Path, processes: list[subprocess.Popen]) -> None:
     task_path = text_task(12).save(tmp_path / "review.json")
     process, url = start_service(task_path)
@@ -358,6 +359,7 @@ defs = dg.Definitions(
 """
 
 
+@pytest.mark.slow
 def test_finish_reports_a_materialization(
     tmp_path: Path, processes: list[subprocess.Popen]
 ) -> None:

@@ -42,6 +42,7 @@ from chara_assets.identification.plots import pca_2d
 SIZES = [200, 100, 40, 20, 10]
 
 
+@pytest.mark.slow
 def test_strategy_needs_fewer_labels_than_random_order() -> None:
     strategy, baseline = [], []
     for seed in range(5):

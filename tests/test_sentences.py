@@ -119,6 +119,7 @@ def test_filters_run_in_order_and_count_unknown_words() -> None:
     assert result.unknown_words == {"hund": 2, "katze": 1}
 
 
+@pytest.mark.slow
 def test_typographic_quotes_and_dashes_are_normalised_before_filtering() -> None:
     sentence = "Вчера вечером мы с друзьями долго гуляли — по заснеженным улицам старого города."
     result = filter_sentences([sentence], "ru", Dictionary("ru"))
@@ -130,6 +131,7 @@ def test_typographic_quotes_and_dashes_are_normalised_before_filtering() -> None
 # --- real dictionaries: inflection and foreign words ----------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("language", "sentence", "naive_misses"),
     [
@@ -161,6 +163,7 @@ def test_inflected_forms_are_known(language: str, sentence: str, naive_misses: s
     assert naive_misses <= set(naive.unknown_words)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("language", "sentence", "foreign"),
     [
@@ -188,6 +191,7 @@ def test_foreign_word_is_rejected(language: str, sentence: str, foreign: str) ->
     assert result.unknown_words == {foreign: 1}
 
 
+@pytest.mark.slow
 def test_dictionary_case_and_hyphens() -> None:
     de, en, ru = (Dictionary(code) for code in ("de", "en", "ru"))
     assert "Der" in de and "der" in de and "Haus" in de
@@ -326,6 +330,7 @@ def _pool(language: str) -> PoolResult:
     return filter_sentences(sentences, language, Dictionary(language))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("language", sorted(POOL_EXPECTATIONS))
 def test_pool_from_debian_corpus(language: str) -> None:
     lang = get_language(language)
@@ -356,6 +361,7 @@ def test_pool_from_debian_corpus(language: str) -> None:
         assert normalise(sentence) == sentence
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("language", "min_share"), [("de", 0.05), ("ru", 0.9)])
 def test_naive_word_list_rejects_good_inflected_sentences(language: str, min_share: float) -> None:
     """The reason for the morphological dictionary: listed forms alone reject much of the pool."""
