@@ -152,6 +152,7 @@ def test_package_import_leaves_gradio_out() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True)
 
 
+@pytest.mark.slow
 def test_service_takes_a_strategy_and_keys_click_buttons(tmp_path: Path) -> None:
     from chara_assets.annotation.__main__ import load_strategy
     from chara_assets.annotation.app import AnnotationService, shortcut_js, shortcuts

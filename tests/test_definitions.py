@@ -109,6 +109,7 @@ def test_steps_that_use_brainbox_are_in_its_pool() -> None:
     assert "embedding_sets" in checked
 
 
+@pytest.mark.slow
 def test_definitions_load_without_heavy_imports() -> None:
     code = (
         "import sys, chara_assets.definitions\n"

@@ -204,6 +204,7 @@ def test_dictionary_case_and_hyphens() -> None:
     assert "cat-dog" in toy and "Cat" in toy and "cat-cow" not in toy and "CAT" not in toy
 
 
+@pytest.mark.slow
 def test_inner_capital_in_a_real_sentence() -> None:
     sentence = "The old manager of the McDonald store said that nothing ever changes in this town."
     assert 80 <= len(sentence) <= 100
