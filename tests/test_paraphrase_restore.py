@@ -268,6 +268,7 @@ def test_echoes_of_the_prompt_and_speaker_labels() -> None:
     assert [c.reason for c in plain.candidates] == [R.ACCEPTED]
 
 
+@pytest.mark.slow
 def test_translated_option_words_are_said() -> None:
     from grammatron import DubParameters
 

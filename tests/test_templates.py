@@ -202,6 +202,7 @@ def test_a_broken_file_is_reported_and_the_others_load(tmp_path: Path) -> None:
     assert "duplicate template name 'timer_set' (also in again.yaml, line 2)" in messages[1]
 
 
+@pytest.mark.slow
 def test_the_shipped_templates_load_in_every_language() -> None:
     library = load_templates(PROJECT_ROOT / "templates")
     assert library.errors == []
