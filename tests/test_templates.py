@@ -78,6 +78,7 @@ def test_a_template_is_parsed_into_variables_lines_and_groups() -> None:
     ]
 
 
+@pytest.mark.slow  # grammatron (6 s to import)
 def test_rendering_uses_numbers_in_words_and_plural_agreement() -> None:
     [spec] = parse_templates(TIMER, "timers.yaml")
     values = {"index": 2, "count": 5, "unit": "minute"}
