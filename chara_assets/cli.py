@@ -226,9 +226,9 @@ def brainbox(args: argparse.Namespace) -> int:
 def review(args: argparse.Namespace) -> int:
     """Start the annotation service on the character's latest text_corpus (its own process)."""
     from chara_resources.paths import UnsafeNameError, check_slug
-    from chara_resources.storage import load_manifest
+    from chara_resources.storage import CharaStorage, load_manifest
 
-    from .voice.corpus_assets import TextCorpus
+    from .voice.corpus_assets import TextCorpus, text_corpus
     from .voice.review import review_folder, write_review_task
 
     try:
@@ -237,7 +237,7 @@ def review(args: argparse.Namespace) -> int:
     except UnsafeNameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    corpus_folder = chara_home() / "assets" / "text_corpus" / character / language
+    corpus_folder = CharaStorage().asset_folder(text_corpus.key, [character, language])
     if not (corpus_folder / "manifest.json").exists():
         print(
             f"error: no text_corpus for {args.character}|{args.language} in {chara_home()}; "
@@ -260,8 +260,9 @@ def review(args: argparse.Namespace) -> int:
 def identify(args: argparse.Namespace) -> int:
     """Start the annotation service on the latest embedding_sets of a modality, with the
     active-learning strategy (its own process)."""
-    from chara_resources.storage import load_manifest
+    from chara_resources.storage import CharaStorage, load_manifest
 
+    from .identification.assets import embedding_sets
     from .identification.engine import EmbeddingSet
     from .identification.media import get_modality
     from .identification.planning import write_task_for
@@ -271,7 +272,7 @@ def identify(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    folder = chara_home() / "assets" / "embedding_sets" / modality.name
+    folder = CharaStorage().asset_folder(embedding_sets.key, [modality.name])
     if not (folder / "manifest.json").exists():
         print(
             f"error: no embedding_sets for {modality.name} in {chara_home()}; materialize "

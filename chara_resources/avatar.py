@@ -3,7 +3,7 @@
 Avatar keeps media it collected in ``cache/`` and per-service data in ``resources/<Service>/``.
 With ``url`` set, chara talks to the live server over HTTP; without it, a local folder with the
 same layout under the storage root stands in (``$CHARA_HOME/avatar``). Protocol and layout:
-../shared/DESIGN.md §5.
+docs/kaia-5.2-servers.md (*4. Avatar*).
 """
 
 import contextlib

@@ -1,6 +1,7 @@
 """HTTP client of a BrainBox server (kaia-brainbox 5.x), with retries that name the server.
 
-No Dagster here: the resource in ``brainbox.py`` wraps it. Protocol: ../shared/DESIGN.md §4.
+No Dagster here: the resource in ``brainbox.py`` wraps it. Protocol: docs/kaia-5.2-servers.md
+(*HTTP API (BrainBox)*, *Job execution model*, *Cancellation*).
 """
 
 from __future__ import annotations

@@ -1,7 +1,15 @@
-"""Shared fixtures: a throwaway storage root, a copy of the demo characters, real audio."""
+"""Shared fixtures: a throwaway storage root, a copy of the demo characters, real audio, real
+servers; and the test tiers (README, *Tests*).
+
+Tiers: a test is ``slow`` when it lives in ``tests/contract``, ``tests/reliability`` or
+``tests/browser`` (which also get ``reliability`` / ``browser``), when it uses a fixture of
+``SLOW_FIXTURES`` (they start a real server), when its file is in ``SLOW_FILES``, or when its own
+``@pytest.mark.slow`` says so. ``pytest -m "not slow"`` is the fast tier: engines and pure logic.
+"""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -24,15 +32,100 @@ from chara_resources.settings import PROJECT_ROOT
 from chara_resources.storage import CharaStorage, FolderIOManager
 
 _SESSION_HOME = tempfile.mkdtemp(prefix="chara-tests-")
+_TESTS = Path(__file__).resolve().parent
+
+# Every test in these folders carries these marks.
+FOLDER_MARKS = {
+    "contract": ("slow",),
+    "reliability": ("slow", "reliability"),
+    "browser": ("slow", "browser"),
+}
+# Fixtures (of this file) that start a real server or load real models: their tests are slow.
+SLOW_FIXTURES = frozenset({"server", "full_server", "_avatar_process", "avatar_server"})
+# Files whose every test loads real models, trains or runs the real command in a process.
+SLOW_FILES = {
+    "test_model_llm.py": "SmolLM2 with llama-cpp",
+    "test_model_recognition.py": "Whisper, pocketsphinx, Vosk",
+    "test_model_speaker.py": "Resemblyzer",
+    "test_model_speech.py": "Piper, espeak-ng and festival voices",
+    "test_training.py": "Piper training on CPU on an embedded BrainBox",
+    "test_training_warmstart.py": "torch and Piper's VITS model",
+    "test_cli.py": "the chara command in its own process",
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Tests never write into a real storage root, whatever CHARA_HOME the shell has.
     os.environ["CHARA_HOME"] = _SESSION_HOME
+    config.pluginmanager.register(_FastTierGuard(), "chara-fast-tier-guard")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under a ``-m`` expression that no test of a marked folder can match (``not slow``), the
+    folder is not even imported: its conftest and modules import kaia's servers, seconds of the
+    fast tier. Any other expression (or none) collects it as usual."""
+    folder_marks = FOLDER_MARKS.get(collection_path.name)
+    expression = config.option.markexpr
+    if folder_marks is None or collection_path.parent != _TESTS or not expression:
+        return None
+    try:
+        from _pytest.mark.expression import Expression  # pytest's own -m parser
+
+        matches = Expression.compile(expression).evaluate
+    except Exception:  # another pytest: just collect
+        return None
+    declared = [line.split(":")[0].strip() for line in config.getini("markers")]
+    others = [name for name in declared if name not in folder_marks]
+    for chosen in itertools.product((False, True), repeat=len(others)):
+        marks = set(folder_marks) | {n for n, on in zip(others, chosen, strict=True) if on}
+        if matches(_matcher(marks)):
+            return None  # some test there could match
+    return True
+
+
+def _matcher(marks: set[str]):
+    return lambda name, /, **_kwargs: name in marks
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks by folder and by fixture (before ``-m`` deselects: the mark plugin runs later)."""
+    for item in items:
+        parts = item.path.resolve().relative_to(_TESTS).parts
+        for mark in FOLDER_MARKS.get(parts[0], ()) if len(parts) > 1 else ():
+            item.add_marker(mark)
+        if parts[-1] in SLOW_FILES or SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker("slow")
+
+
+class _FastTierGuard:
+    """A test that asks for a slow fixture at run time (``request.getfixturevalue``) without
+    being marked slow fails before the server starts: the fast tier never starts one. A plugin
+    rather than hooks of this file, whose hooks do not see session-scoped fixtures."""
+
+    def __init__(self) -> None:
+        self.running: pytest.Item | None = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None):
+        self.running = item
+        try:
+            return (yield)
+        finally:
+            self.running = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef) -> None:
+        test, name = self.running, fixturedef.argname
+        if name in SLOW_FIXTURES and test is not None and not test.get_closest_marker("slow"):
+            pytest.fail(
+                f"{test.nodeid} uses the fixture {name!r}, which starts a real server: mark the "
+                "test (or the parameter) @pytest.mark.slow",
+                pytrace=False,
+            )
 
 
 @pytest.fixture

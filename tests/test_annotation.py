@@ -152,6 +152,7 @@ def test_package_import_leaves_gradio_out() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True)
 
 
+@pytest.mark.slow
 def test_service_takes_a_strategy_and_keys_click_buttons(tmp_path: Path) -> None:
     from chara_assets.annotation.__main__ import load_strategy
     from chara_assets.annotation.app import AnnotationService, shortcut_js, shortcuts
@@ -298,6 +299,7 @@ def processes() -> Iterator[list[subprocess.Popen]]:
         stop(process)
 
 
+@pytest.mark.slow
 def test_answers_survive_sigkill(tmp_path: Path, processes: list[subprocess.Popen]) -> None:
     task_path = text_task(12).save(tmp_path / "review.json")
     process, url = start_service(task_path)
@@ -358,6 +360,7 @@ defs = dg.Definitions(
 """
 
 
+@pytest.mark.slow
 def test_finish_reports_a_materialization(
     tmp_path: Path, processes: list[subprocess.Popen]
 ) -> None:

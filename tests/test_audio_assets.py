@@ -307,6 +307,7 @@ def test_clips_in_another_voice_fail_the_speaker_check(
     assert not (chara_home / "assets" / "piper_archive" / "kiki" / "en").exists()
 
 
+@pytest.mark.slow
 def test_bad_clips_are_item_errors_and_the_rest_goes_on(
     instance, resources, chara_home: Path, tmp_path: Path
 ) -> None:

@@ -25,7 +25,7 @@ from chara_resources.embedded.launcher import free_port
 from chara_resources.paths import UnsafeNameError
 
 
-@pytest.fixture(params=["http", "local"])
+@pytest.fixture(params=[pytest.param("http", marks=pytest.mark.slow), "local"])
 def store(request, tmp_path: Path):
     """Both backends; ``folder`` is where the files end up on disk."""
     if request.param == "http":

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import dagster as dg
+import pytest
 
 from chara_assets.definitions import defs
 from chara_resources.settings import PROJECT_ROOT
@@ -108,6 +109,7 @@ def test_steps_that_use_brainbox_are_in_its_pool() -> None:
     assert "embedding_sets" in checked
 
 
+@pytest.mark.slow
 def test_definitions_load_without_heavy_imports() -> None:
     code = (
         "import sys, chara_assets.definitions\n"
@@ -122,6 +124,7 @@ def test_definitions_load_without_heavy_imports() -> None:
     assert out.strip() == ""
 
 
+@pytest.mark.slow
 def test_dagster_definitions_validate(tmp_path) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "CHARA_HOME": str(tmp_path / "home")}
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")

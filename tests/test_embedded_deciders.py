@@ -53,6 +53,7 @@ def _similarity(said: str, heard: list[dict]) -> float:
     return difflib.SequenceMatcher(None, " ".join(_words(said)), heard_text).ratio()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("language", ["en", "de", "ru"])
 def test_stand_in_voice_speaks_and_the_recognizer_hears_it(
     box: BrainBoxClient, tmp_path: Path, language: str
@@ -101,6 +102,7 @@ def test_stand_in_voice_speaks_and_the_recognizer_hears_it(
     assert _similarity(line, words) >= 0.7, (line, [w["word"] for w in words])
 
 
+@pytest.mark.slow
 def test_unregistered_voice_and_missing_file_are_item_errors(box, tmp_path: Path) -> None:
     outcome = run_jobs(
         box,
@@ -141,6 +143,7 @@ def test_vosk_models_setting() -> None:
         vosk_models_from_env("en")
 
 
+@pytest.mark.slow
 def test_resemblyzer_tells_voices_apart(box: BrainBoxClient, tmp_path: Path) -> None:
     clips = {
         "m-1.wav": ("en-us+m7", "The weather is nice today, let us go for a walk."),
@@ -161,6 +164,7 @@ def test_resemblyzer_tells_voices_apart(box: BrainBoxClient, tmp_path: Path) -> 
     assert float(m1 @ m2) > float(m1 @ f1)  # same voice, other words beats same words, other voice
 
 
+@pytest.mark.slow
 def test_llama_cpp_answers_with_the_packaged_model(box: BrainBoxClient, tmp_path: Path) -> None:
     outcome = run_jobs(
         box,
@@ -174,8 +178,9 @@ def test_llama_cpp_answers_with_the_packaged_model(box: BrainBoxClient, tmp_path
     assert isinstance(answer.result, str) and answer.result.strip()
 
 
+@pytest.mark.slow
 def test_configured_vosk_model_is_used_by_the_recognizer(tmp_path: Path, monkeypatch) -> None:
-    from chara_resources.embedded.recognition import make_tiny_vosk_model
+    from .tiny_vosk import make_tiny_vosk_model
 
     vocabulary = ["alpha", "bravo", "charlie"]
     model = make_tiny_vosk_model(tmp_path / "vosk-en", vocabulary)

@@ -15,7 +15,6 @@ import pytest
 from gradio_client import Client
 
 from chara_assets.annotation import AnnotationLog, Task, default_log_path, report_request
-from chara_assets.annotation.app import AnnotationService
 from chara_assets.identification.assets import (
     ASSETS,
     AvatarMediaConfig,
@@ -85,6 +84,8 @@ def metadata(result: dg.ExecuteInProcessResult, asset) -> dict:
 
 def label_everything(task_path: Path, truth: dict[str, str], skip: int | None = None) -> int:
     """A person at the annotation service: answers what it shows until nothing is left."""
+    from chara_assets.annotation.app import AnnotationService  # gradio: not at collection
+
     task = Task.load(task_path)
     service = AnnotationService(
         task, AnnotationLog(default_log_path(task_path)), task_path, next_sample
@@ -169,6 +170,8 @@ def test_voice_end_to_end(
     assert sum(s.user is not None for s in embedding_set.samples) == 35
     task_path = write_task_for(embedding_set, chara_home, refine=True)
     task = Task.load(task_path)
+    from chara_assets.annotation.app import AnnotationService
+
     service = AnnotationService(
         task, AnnotationLog(default_log_path(task_path)), task_path, next_sample
     )

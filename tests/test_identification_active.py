@@ -40,6 +40,7 @@ from .identification_simulation import clustered_vectors, random_order, simulate
 SIZES = [200, 100, 40, 20, 10]
 
 
+@pytest.mark.slow
 def test_strategy_needs_fewer_labels_than_random_order() -> None:
     strategy, baseline = [], []
     for seed in range(5):

@@ -4,7 +4,7 @@ English speech comes from espeak-ng. Its default voice is formant synthesis that
 acoustic model hardly recognises (about 40% of words); the ``+klatt2`` variant at 140 words per
 minute is recognised at 90-100% on the sentences below, so that is what we synthesize.
 
-Vosk runs on a tiny model built here (``make_tiny_vosk_model``): the words it outputs are
+Vosk runs on a tiny model built here (``tests/tiny_vosk.py``): the words it outputs are
 arbitrary, so its test checks the real code path and that the word timings sit on the speech.
 Whisper tests run only where faster-whisper and the packaged Whisper base model are installed.
 """
@@ -28,10 +28,11 @@ from chara_resources.embedded.recognition import (
     MissingToolError,
     Recognizer,
     UnsupportedLanguageError,
-    make_tiny_vosk_model,
     transcribe_pocketsphinx,
     transcribe_vosk,
 )
+
+from .tiny_vosk import make_tiny_vosk_model
 
 HAS_ESPEAK = shutil.which("espeak-ng") is not None
 HAS_POCKETSPHINX = importlib.util.find_spec("pocketsphinx") is not None
@@ -206,7 +207,7 @@ def test_tiny_vosk_model_is_reused_and_rebuilt_when_words_change(tmp_path: Path)
 def test_tiny_vosk_model_names_the_missing_debian_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(recognition.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(shutil, "which", lambda _name: None)  # no fstcompile
     with pytest.raises(MissingToolError, match="libfst-tools"):
         make_tiny_vosk_model(tmp_path / "tiny", ["yes"])
 

@@ -73,6 +73,7 @@ def test_more_tokens_than_frames_is_a_clear_error() -> None:
         maximum_path_numpy(np.zeros((1, 5, 5)), np.array([3]), np.array([4]))
 
 
+@pytest.mark.slow
 def test_torch_wrapper_reads_lengths_from_the_mask() -> None:
     import torch
 
@@ -88,6 +89,7 @@ def test_torch_wrapper_reads_lengths_from_the_mask() -> None:
         assert np.array_equal(_as_indices(path[b].numpy(), f), expected)
 
 
+@pytest.mark.slow
 def test_piper_model_trains_a_step_with_it() -> None:
     """The VITS generator's forward pass (which runs the alignment) works once installed."""
     import torch

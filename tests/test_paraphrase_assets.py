@@ -301,6 +301,7 @@ def test_a_broken_template_file_fails_a_run_that_names_its_templates(
     assert "no template 'goodbye'" in message and "broken files: greetings.yaml" in message
 
 
+@pytest.mark.slow
 def test_recorded_answers_give_voted_cases_and_translated_words(
     instance, resources, chara_home, templates_dir
 ) -> None:

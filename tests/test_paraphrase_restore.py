@@ -165,6 +165,7 @@ def test_majority_vote_and_ties() -> None:
     assert majority([None, None]).reason == "no parsable answer"
 
 
+@pytest.mark.slow
 def test_voted_case_changes_what_the_assistant_says() -> None:
     from grammatron import DubParameters
 
@@ -267,6 +268,7 @@ def test_echoes_of_the_prompt_and_speaker_labels() -> None:
     assert [c.reason for c in plain.candidates] == [R.ACCEPTED]
 
 
+@pytest.mark.slow
 def test_translated_option_words_are_said() -> None:
     from grammatron import DubParameters
 
@@ -315,6 +317,7 @@ def test_wrong_script_and_merged_lists_are_rejected() -> None:
     assert english.candidates[0].reason == R.WRONG_LANGUAGE
 
 
+@pytest.mark.slow
 def test_german_case_and_article_go_into_the_template() -> None:
     from grammatron import DubParameters
 

@@ -27,6 +27,7 @@ def _global_call(module: str, name: str) -> bytes:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("module", "name"),
     [
@@ -41,6 +42,7 @@ def test_only_classes_defined_in_kaia_packages_load(module: str, name: str) -> N
         load_paraphrase_pickle(_global_call(module, name), "resources/x.pkl")
 
 
+@pytest.mark.slow
 def test_a_kaia_record_still_loads() -> None:
     from avatar.daemon import ParaphraseRecord
     from grammatron import Template

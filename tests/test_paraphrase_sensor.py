@@ -165,6 +165,7 @@ def instance():
         yield inst
 
 
+@pytest.mark.slow  # uploads through grammatron (6 s to import)
 def test_the_requested_run_paraphrases_just_the_new_template(
     instance, folders, resources, chara_home
 ) -> None:

@@ -337,6 +337,7 @@ def test_check_archive_not_a_zip_and_damaged_data(archive: Path, tmp_path: Path)
 # --- Piper's own loader -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_piper_training_loader_reads_the_archive(archive: Path, tmp_path: Path) -> None:
     """Extract the archive and load it through piper-tts[train]'s VitsDataModule: the same
     prepare_data/setup/train_dataloader path that ``python -m piper.train fit`` runs.

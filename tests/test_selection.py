@@ -100,6 +100,7 @@ def test_with_nothing_selected_every_phoneme_weighs_the_same() -> None:
 
 
 # --- quality on real text -------------------------------------------------------------------
+@pytest.mark.slow
 def test_selection_covers_every_phoneme_far_better_than_random(
     pool: PhonemeMatrix, tmp_path: Path
 ) -> None:
@@ -121,12 +122,14 @@ def test_selection_covers_every_phoneme_far_better_than_random(
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_selection_is_deterministic(pool: PhonemeMatrix) -> None:
     assert select_sentences(pool, 120) == select_sentences(pool, 120)
     assert random_selection(pool, 50, seed=3) == random_selection(pool, 50, seed=3)
     assert random_selection(pool, 50, seed=3) != random_selection(pool, 50, seed=4)
 
 
+@pytest.mark.slow
 def test_accepted_sentences_come_first_and_count(pool: PhonemeMatrix) -> None:
     accepted = [17, 5, 999]
     selected = select_sentences(pool, 5, accepted=accepted)
@@ -145,6 +148,7 @@ def test_accepted_sentences_come_first_and_count(pool: PhonemeMatrix) -> None:
     assert select_sentences(pool, 2, accepted=accepted) == accepted
 
 
+@pytest.mark.slow
 def test_rejected_and_banned_sentences_never_appear(pool: PhonemeMatrix) -> None:
     rejected = select_sentences(pool, 40)  # the favourites
     banned = ["the", "You"]
@@ -168,6 +172,7 @@ def test_a_text_is_selected_once() -> None:
     assert select_sentences(matrix, 3, rejected=[2]) == [1]  # rejected under either row
 
 
+@pytest.mark.slow
 def test_a_target_beyond_the_pool_returns_what_exists(pool: PhonemeMatrix) -> None:
     n = 150
     small = PhonemeMatrix("en", pool.phonemes, pool.counts[:n], pool.foreign[:n], pool.texts[:n])

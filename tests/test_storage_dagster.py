@@ -55,6 +55,7 @@ def _start_and_kill(args: list[str], log: Path, prefix: str, after: int) -> None
     assert process.returncode == -signal.SIGKILL
 
 
+@pytest.mark.slow
 def test_sigkilled_materialization_resumes_without_recomputing(tmp_path: Path) -> None:
     home, log = tmp_path / "home", tmp_path / "computed.log"
     items = 40
@@ -145,6 +146,7 @@ def test_failure_during_write_keeps_previous_version(tmp_path: Path) -> None:
     _assert_version(home, "v1", 3)
 
 
+@pytest.mark.slow
 def test_sigkill_during_write_keeps_previous_version(tmp_path: Path) -> None:
     home, log = tmp_path / "home", tmp_path / "written.log"
     run(media_folder, home, MediaConfig(version="v1", files=3))

@@ -78,6 +78,7 @@ def test_a_template_is_parsed_into_variables_lines_and_groups() -> None:
     ]
 
 
+@pytest.mark.slow  # grammatron (6 s to import)
 def test_rendering_uses_numbers_in_words_and_plural_agreement() -> None:
     [spec] = parse_templates(TIMER, "timers.yaml")
     values = {"index": 2, "count": 5, "unit": "minute"}
@@ -202,6 +203,7 @@ def test_a_broken_file_is_reported_and_the_others_load(tmp_path: Path) -> None:
     assert "duplicate template name 'timer_set' (also in again.yaml, line 2)" in messages[1]
 
 
+@pytest.mark.slow
 def test_the_shipped_templates_load_in_every_language() -> None:
     library = load_templates(PROJECT_ROOT / "templates")
     assert library.errors == []

@@ -330,6 +330,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_real_clip_passes_and_its_cut_holds_only_the_line(real: dict):
     v = verify_clip(real["joe"], real["joe_words"], LINE, "en")
     assert v.ok, (v.reason, v.details, real["joe_words"])
@@ -347,12 +348,14 @@ def test_real_clip_passes_and_its_cut_holds_only_the_line(real: dict):
     assert best_window(heard, LINE, "en", max_drop=0) is not None, heard
 
 
+@pytest.mark.slow
 def test_real_clip_of_another_line_is_a_mismatch(real: dict):
     v = verify_clip(real["joe"], real["joe_words"], OTHER_LINE, "en")
     assert (v.ok, v.reason) == (False, "mismatch")
     assert v.details["distance"] > 10
 
 
+@pytest.mark.slow
 def test_speaker_check_separates_voices(real: dict):
     config = VerifyConfig()
     speaker = {"reference": real["reference"], "embedder": real["embedder"]}

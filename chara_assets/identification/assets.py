@@ -2,8 +2,9 @@
 
 avatar_media -> embedding_sets -> identity_annotations (a person, external) -> identity_dataset
 (uploaded to Avatar) -> identification_report. The work is in :mod:`.engine` and
-:mod:`.planning`; these assets read their inputs, call them and report. Facts:
-../shared/DESIGN.md §5 and §6.
+:mod:`.planning`; these assets read their inputs, call them and report. Avatar's layout and
+services: docs/kaia-5.2-servers.md (*4. Avatar*); the workflow and the choice of samples:
+docs/identification.md.
 """
 
 from collections import Counter

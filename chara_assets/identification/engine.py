@@ -1,6 +1,7 @@
 """The identification chain's work, without Dagster: what each asset stores and how it is
 made (:func:`collect_media`, :func:`embed_media`, :func:`labelled_set`); ``assets.py`` reads
-the inputs, calls these and reports. Facts: ../shared/DESIGN.md §5 and §6.
+the inputs, calls these and reports. Avatar: docs/kaia-5.2-servers.md (*4. Avatar*); the
+workflow: docs/identification.md.
 """
 
 from collections import Counter

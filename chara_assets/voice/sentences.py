@@ -32,7 +32,7 @@ from pathlib import Path
 
 from chara_resources.languages import Language
 
-from .corpus import CorpusError, load_corpus, resolve_language
+from .corpus import CorpusError, resolve_language
 
 REASONS = ("characters", "length", "capitals", "inner_capital", "duplicate", "unknown_word")
 """Rejection reasons, in the order the filters run."""
@@ -304,18 +304,3 @@ def filter_sentences(
             seen.add(sentence)
             result.kept.append(sentence)
     return result
-
-
-def build_pool(
-    language: str | Language,
-    extra_files: Iterable[str | Path] = (),
-    *,
-    dictionary: Dictionary | None = None,
-    encoding: str = "utf-8",
-    **limits: int,
-) -> PoolResult:
-    """The language's sentence pool from its default corpus plus ``extra_files``."""
-    lang = resolve_language(language)
-    texts = load_corpus(lang, extra_files, encoding=encoding)
-    sentences = [s for text in texts for s in split_sentences(text, lang)]
-    return filter_sentences(sentences, lang, dictionary or Dictionary(lang), **limits)

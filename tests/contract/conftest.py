@@ -65,7 +65,7 @@ class ContractBrainBox:
 
     def install_vosk_model(self, language: str, words: list[str]) -> Path:
         """A tiny model for ``language`` where kaia's Vosk installer puts downloaded ones."""
-        from chara_resources.embedded.recognition import make_tiny_vosk_model
+        from tests.tiny_vosk import make_tiny_vosk_model
 
         folder = make_tiny_vosk_model(self.resources("Vosk") / "models" / language, words)
         self.record_installed("Vosk", {language: None})
@@ -147,3 +147,16 @@ def contract_brainbox(tmp_path_factory: pytest.TempPathFactory):
         yield server
     finally:
         stop_contract_brainbox(server)
+
+
+@pytest.fixture(scope="package")
+def voice_chain(contract_brainbox: ContractBrainBox, tmp_path_factory: pytest.TempPathFactory):
+    """kiki|en from the sentence pool to the checkpoint report on the contract BrainBox, with one
+    CPU training, shared by the chain's and the training's contract tests (voice_chain.py)."""
+    import dagster as dg
+
+    from .voice_chain import run_voice_chain
+
+    home = tmp_path_factory.mktemp("voice-chain") / "home"
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield run_voice_chain(contract_brainbox, home, instance)

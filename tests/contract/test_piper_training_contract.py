@@ -7,45 +7,34 @@ tests/contract/standins/piper_training.pythonpath/piper_train/ trains on the CPU
 own code, warm-started from the packaged voice ``joe``; the base model file kaia's installer
 would download is a small JSON naming that voice and lessac's epoch and step.
 
-chara drives it through the ``piper_checkpoints`` and ``checkpoint_report`` assets with the
-production role profile: 6 espeak-ng clips, 3 epochs, a checkpoint every epoch.
+The training checked here is the voice chain's (``voice_chain``, tests/contract/voice_chain.py):
+``piper_checkpoints`` and ``checkpoint_report`` with the production role profile on kiki's
+trimmed clips, 3 epochs, a checkpoint every epoch, every clip in one batch. The suite trains
+once for both files.
 """
 
 import json
 import re
 import sqlite3
 import tarfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
-from chara_assets.characters.resource import CharacterCatalog
-from chara_assets.partitions import CHARACTER_DIMENSION
-from chara_assets.voice.assets import voice_sample
 from chara_assets.voice.checkpoint_report import audio_stats, checkpoint_list
-from chara_assets.voice.clip_assets import PiperArchive, piper_archive
+from chara_assets.voice.clip_assets import PiperArchive
 from chara_assets.voice.piper_archive import Clip, build_archive
-from chara_assets.voice.training_assets import (
-    PiperCheckpointsConfig,
-    checkpoint_report,
-    piper_checkpoints,
-)
 from chara_resources.brainbox import BrainBoxResource
 from chara_resources.brainbox_client import BrainBoxClient
 from chara_resources.brainbox_jobs import Job, run_long_job
 from chara_resources.folder_asset import MANIFEST_NAME
-from chara_resources.settings import PROJECT_ROOT
-from chara_resources.storage import CharaStorage, FolderIOManager, load_manifest
+from chara_resources.storage import load_manifest
 from chara_resources.work_cache import WorkCache
 
 from ..conftest import failure_message, speak
 from .conftest import ContractBrainBox
+from .voice_chain import VoiceChain
 
-ASSETS = [voice_sample, piper_archive.to_source_asset(), piper_checkpoints, checkpoint_report]
-PARTITION = "kiki|en"
 TEXTS = {
     "c001": "The quick brown fox jumps over the lazy dog.",
     "c002": "She sells sea shells by the sea shore.",
@@ -54,7 +43,6 @@ TEXTS = {
     "c005": "My neighbour plays the piano every evening.",
     "c006": "Bright lights filled the busy city at night.",
 }
-TRAINING = {"epochs": 3, "checkpoint_epochs": 1, "batch_size": 6, "poll_s": 1.0}
 
 
 def install_base_model(server: ContractBrainBox, name: str) -> tuple[int, int]:
@@ -106,78 +94,16 @@ def seed_archive(home: Path, clips: Path, texts: dict[str, str]) -> Path:
     return folder / "dataset.zip"
 
 
-@dataclass
-class Trained:
-    server: ContractBrainBox
-    home: Path
-    instance: dg.DagsterInstance
-    resources: dict
-    result: dg.ExecuteInProcessResult
-    seconds: float
-    base_epoch: int
-    base_step: int
-
-    def run(self, asset) -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            ASSETS,
-            selection=[asset],
-            instance=self.instance,
-            resources=self.resources,
-            partition_key=PARTITION,
-            raise_on_error=False,
-        )
-
-    def training_folder(self, training_id: str) -> Path:
-        return self.server.resources("PiperTraining") / "training" / training_id
-
-
 @pytest.fixture(scope="module")
 def lessac(contract_brainbox: ContractBrainBox) -> tuple[int, int]:
     """lessac installed on the contract BrainBox: its (epoch, step)."""
     return install_base_model(contract_brainbox, "lessac")
 
 
-@pytest.fixture(scope="module")
-def trained(
-    contract_brainbox: ContractBrainBox,
-    lessac: tuple[int, int],
-    tmp_path_factory: pytest.TempPathFactory,
-):
-    root = tmp_path_factory.mktemp("piper-training-contract")
-    home = root / "home"
-    base_epoch, base_step = lessac
-    seed_archive(home, root / "clips", TEXTS)
-    storage = CharaStorage(root=str(home))
-    resources = {
-        "storage": storage,
-        "io_manager": FolderIOManager(storage=storage),
-        "characters": CharacterCatalog(
-            characters_dir=str(PROJECT_ROOT / "characters"), users_dir=str(PROJECT_ROOT / "users")
-        ),
-        "brainbox": BrainBoxResource(url=contract_brainbox.url, role_profile="production"),
-    }
-    with dg.DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions(CHARACTER_DIMENSION, ["kiki"])
-        started = time.monotonic()
-        result = dg.materialize(
-            ASSETS,
-            selection=[piper_checkpoints],
-            instance=instance,
-            resources=resources,
-            partition_key=PARTITION,
-            run_config=dg.RunConfig({"piper_checkpoints": PiperCheckpointsConfig(**TRAINING)}),
-            raise_on_error=False,
-        )
-        seconds = time.monotonic() - started
-        print(f"piper_checkpoints on kaia's PiperTraining: {seconds:.0f} s")
-        yield Trained(
-            contract_brainbox, home, instance, resources, result, seconds, base_epoch, base_step
-        )
-
-
-def _messages(trained: Trained) -> list[str]:
-    logs = trained.instance.all_logs(trained.result.run_id)
-    return [e.user_message for e in logs if e.user_message]
+@pytest.fixture
+def trained(voice_chain: VoiceChain) -> VoiceChain:
+    """The voice chain's training (one per package)."""
+    return voice_chain
 
 
 def _train_job(server: ContractBrainBox, training_id: str) -> dict:
@@ -188,12 +114,12 @@ def _train_job(server: ContractBrainBox, training_id: str) -> dict:
     return next(j for j in jobs if training_id in json.dumps(j.get("arguments"), default=str))
 
 
-def test_kaias_training_reports_a_checkpoint_per_epoch(trained: Trained) -> None:
+def test_kaias_training_reports_a_checkpoint_per_epoch(trained: VoiceChain) -> None:
     assert trained.result.success, failure_message(trained.result) + trained.server.container_logs()
     checkpoints = load_manifest(trained.home / "assets" / "piper_checkpoints" / "kiki" / "en")
     assert checkpoints.base_model == "lessac" and checkpoints.base_epochs == trained.base_epoch
     # chara counts epochs from the base model; Lightning counts steps on from it, two per batch
-    # (the generator's and the discriminator's optimizer), one batch of 6 clips per epoch.
+    # (the generator's and the discriminator's optimizer), one batch of every clip per epoch.
     assert [(c.name, c.epoch, c.steps) for c in checkpoints.checkpoints] == [
         (f"epoch-000{e}", e, trained.base_step + 2 * e) for e in (1, 2, 3)
     ]
@@ -214,13 +140,13 @@ def test_kaias_training_reports_a_checkpoint_per_epoch(trained: Trained) -> None
     assert all(c["version"] == "0" for c in listed)
 
     # The stand-in's per-epoch lines came through kaia's log streaming into the Dagster log.
-    messages = _messages(trained)
+    messages = trained.messages()
     last = f"Epoch {trained.base_epoch + 3}/{trained.base_epoch + 3}, step "
     assert any(m.startswith("[PiperTraining] ") and last in m for m in messages), messages[-30:]
     assert any("PiperTraining.train: 100%" in m for m in messages)
 
 
-def test_every_export_is_kaias_tar_with_the_preprocessed_config(trained: Trained) -> None:
+def test_every_export_is_kaias_tar_with_the_preprocessed_config(trained: VoiceChain) -> None:
     assert trained.result.success
     checkpoints = load_manifest(trained.home / "assets" / "piper_checkpoints" / "kiki" / "en")
     config = trained.training_folder(checkpoints.training_id) / "preprocessed" / "config.json"
@@ -248,11 +174,8 @@ def test_every_export_is_kaias_tar_with_the_preprocessed_config(trained: Trained
         assert checkpoints.path(checkpoint.onnx).stat().st_size > 1_000_000
 
 
-def test_every_checkpoint_speaks_on_kaias_piper(trained: Trained) -> None:
-    assert trained.result.success
-    assert trained.run(voice_sample).success
-    result = trained.run(checkpoint_report)
-    assert result.success, failure_message(result) + trained.server.container_logs()
+def test_every_checkpoint_speaks_on_kaias_piper(trained: VoiceChain) -> None:
+    assert trained.result.success  # checkpoint_report ran in the same run as the training
     report = load_manifest(trained.home / "assets" / "checkpoint_report" / "kiki" / "en")
     assert [s.name for s in report.samples] == ["epoch-0001", "epoch-0002", "epoch-0003"]
     for sample in report.samples:
