@@ -1,15 +1,17 @@
 """Voice chain assets (per character|language)."""
 
 import math
+from pathlib import Path
 
 import dagster as dg
 from pydantic import BaseModel, Field
 
 from chara_resources.folder_asset import FolderManifest
 from chara_resources.storage import CharaStorage
-from chara_resources.work_cache import file_sha256
+from chara_resources.work_cache import WorkStep, file_sha256
 
 from ..characters.resource import CharacterCatalog
+from ..metadata import md_table
 from ..partitions import character_language_partitions
 
 
@@ -66,8 +68,6 @@ def voice_sample(
     characters: CharacterCatalog,
     storage: CharaStorage,
 ) -> dg.MaterializeResult:
-    from .audio import as_dict, concatenate, level_clip
-
     # Decodes every voice file with the check ``chara check`` runs (same messages).
     character, language = characters.for_partition(context, check_audio=True)
     clips, same_language = character.clips_for(language.code)
@@ -80,6 +80,39 @@ def voice_sample(
         "levelled_clips",
         params={"sample_rate": config.sample_rate, "target_level_db": config.target_level_db},
     )
+    sample = _level_and_join(
+        character.name, language.code, clips, same_language, config, step, storage.staging(context)
+    )
+    return dg.MaterializeResult(
+        value=sample,
+        metadata={
+            "duration_s": sample.duration_s,
+            "level_db": dg.MetadataValue.float(sample.level_db),
+            "clips": len(clips),
+            "same_language": same_language,
+            "text": dg.MetadataValue.text(sample.text),
+            "clips_levelled": step.computed,
+            "clips_reused": step.reused,
+            "sources": md_table(
+                ["file", "seconds", "gain dB", "limited"],
+                [[s.file, s.duration_s, s.gain_db, s.peak_limited] for s in sample.sources],
+            ),
+        },
+    )
+
+
+def _level_and_join(
+    character: str,
+    language: str,
+    clips: list,
+    same_language: bool,
+    config: VoiceSampleConfig,
+    step: WorkStep,
+    folder: Path,
+) -> VoiceSample:
+    """Level every clip (work cache ``step``) and join them into the sample in ``folder``."""
+    from .audio import as_dict, concatenate, level_clip
+
     levelled = []
     for clip in clips:
         record = step.get_or_compute(
@@ -96,10 +129,9 @@ def voice_sample(
         )
         levelled.append((clip, record))
 
-    folder = storage.staging(context)
     sample = VoiceSample(
-        character=character.name,
-        language=language.code,
+        character=character,
+        language=language,
         text=" ".join(clip.text.strip() for clip in clips),
         sample_rate=config.sample_rate,
         duration_s=0.0,
@@ -128,22 +160,4 @@ def voice_sample(
     # Mean power of the clips, weighted by their length.
     power = sum(r.result["duration_s"] * 10 ** (r.result["level_db"] / 10) for _, r in levelled)
     sample.level_db = round(10 * math.log10(power / sum(s.duration_s for s in sample.sources)), 2)
-    return dg.MaterializeResult(
-        value=sample,
-        metadata={
-            "duration_s": sample.duration_s,
-            "level_db": dg.MetadataValue.float(sample.level_db),
-            "clips": len(clips),
-            "same_language": same_language,
-            "text": dg.MetadataValue.text(sample.text),
-            "clips_levelled": step.computed,
-            "clips_reused": step.reused,
-            "sources": dg.MetadataValue.md(
-                "| file | seconds | gain dB | limited |\n|---|---|---|---|\n"
-                + "\n".join(
-                    f"| {s.file} | {s.duration_s} | {s.gain_db} | {s.peak_limited} |"
-                    for s in sample.sources
-                )
-            ),
-        },
-    )
+    return sample
