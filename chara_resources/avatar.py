@@ -216,14 +216,6 @@ def paraphrase_files(store: AvatarStore) -> list[str]:
     return [n for n in store.list("resources", PARAPHRASE_SERVICE) if _PARAPHRASE_FILE.match(n)]
 
 
-def read_paraphrase_records(store: AvatarStore) -> list[Any]:
-    records: list[Any] = []
-    for name in paraphrase_files(store):
-        path = f"{PARAPHRASE_SERVICE}/{name}"
-        records += load_paraphrase_pickle(store.read_bytes("resources", path), path)
-    return records
-
-
 def read_paraphrase_feedback(store: AvatarStore) -> dict[str, dict[str, Any]]:
     """Usage counts per record id (``{"record id": {"seen": n, ...}}``); empty if none yet."""
     name = f"{PARAPHRASE_SERVICE}/{FEEDBACK_FILE}"

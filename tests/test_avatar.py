@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chara_assets.paraphrase.assets import read_avatar_records
 from chara_resources.avatar import (
     AvatarError,
     AvatarResource,
@@ -17,7 +18,6 @@ from chara_resources.avatar import (
     load_paraphrase_pickle,
     paraphrase_files,
     read_paraphrase_feedback,
-    read_paraphrase_records,
     replace_dataset,
     upload_paraphrase_file,
 )
@@ -96,7 +96,7 @@ def test_paraphrase_upload_is_what_the_live_service_loads(avatar_server) -> None
         "ParaphraseService/paraphrase-0002.pkl",
     )
     assert paraphrase_files(avatar) == ["paraphrase-0001.pkl", "paraphrase-0002.pkl"]
-    records = read_paraphrase_records(avatar)
+    _, records = read_avatar_records(avatar)
     assert [r.filename for r in records] == ["chara-Hi there!", "chara-Good to see you!"]
     assert read_paraphrase_feedback(avatar) == {}
 

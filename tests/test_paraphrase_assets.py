@@ -308,7 +308,8 @@ def test_recorded_answers_give_voted_cases_and_translated_words(
     """Russian, from answers recorded in the work cache (as after a crash: nothing is asked
     again, so the BrainBox here is never reached): the majority case and the translated option
     word end up in what the live ParaphraseService says."""
-    from chara_assets.paraphrase.assets import _persona, paraphrase_job, question_job
+    from chara_assets.paraphrase.assets import _persona
+    from chara_assets.paraphrase.engine import paraphrase_job, question_job
     from chara_assets.paraphrase.grammar import translation_prompt
     from chara_assets.paraphrase.prompts import case_prompt
     from chara_resources.work_cache import WorkCache

@@ -321,7 +321,7 @@ def test_wrong_script_and_merged_lists_are_rejected() -> None:
 def test_german_case_and_article_go_into_the_template() -> None:
     from grammatron import DubParameters
 
-    from chara_assets.paraphrase.assets import _has_determiner
+    from chara_assets.paraphrase.engine import has_determiner
     from chara_assets.paraphrase.records import Paraphrase, paraphrase_template
     from chara_assets.paraphrase.templates import Slot
 
@@ -336,8 +336,8 @@ def test_german_case_and_article_go_into_the_template() -> None:
     said = paraphrase_template(spec, line).dub.to_str({"unit": "h"}, DubParameters(language="de"))
     assert said == "Noch mit der Stunde!"
     # An article the LLM already wrote is kept, so no second one is voted in.
-    assert _has_determiner("Noch mit der {unit}!", Slot("unit"), "de")
-    assert not _has_determiner("Noch mit {unit}!", Slot("unit"), "de")
+    assert has_determiner("Noch mit der {unit}!", Slot("unit"), "de")
+    assert not has_determiner("Noch mit {unit}!", Slot("unit"), "de")
 
 
 @settings(max_examples=300, deadline=None)

@@ -175,11 +175,12 @@ def test_the_requested_run_paraphrases_just_the_new_template(
         _persona,
         avatar_paraphrase_stats,
         avatar_paraphrases,
-        paraphrase_job,
         paraphrase_sets,
+        read_avatar_records,
     )
+    from chara_assets.paraphrase.engine import paraphrase_job
     from chara_assets.paraphrase.templates import load_templates
-    from chara_resources.avatar import AvatarResource, LocalAvatarStore, read_paraphrase_records
+    from chara_resources.avatar import AvatarResource, LocalAvatarStore
     from chara_resources.brainbox import BrainBoxResource
     from chara_resources.storage import load_manifest
     from chara_resources.work_cache import WorkCache
@@ -229,5 +230,5 @@ def test_the_requested_run_paraphrases_just_the_new_template(
     sets = load_manifest(chara_home / "assets" / "paraphrase_sets" / "kiki" / "en")
     assert {o.template for o in sets.outcomes} == {"alarm_set"}
     assert len(sets.paraphrases) == 5
-    records = read_paraphrase_records(LocalAvatarStore(chara_home / "avatar"))
+    _, records = read_avatar_records(LocalAvatarStore(chara_home / "avatar"))
     assert sorted(r.original_template_name for r in records) == ["alarm_set"] * 5

@@ -2,15 +2,16 @@
 their upload in the format the live ParaphraseService loads.
 
 avatar_paraphrase_stats -> paraphrase_sets -> avatar_paraphrases
+
+The work is done by the engine (engine.py, no Dagster); these assets gather its inputs and
+report what it returns.
 """
 
-import dataclasses
 import pickle
-from collections import Counter
 from typing import Any
 
 import dagster as dg
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from chara_resources.avatar import (
     PARAPHRASE_SERVICE,
@@ -23,43 +24,31 @@ from chara_resources.avatar import (
     upload_paraphrase_file,
 )
 from chara_resources.brainbox import BrainBoxResource
-from chara_resources.brainbox_jobs import Job
 from chara_resources.folder_asset import FolderManifest
-from chara_resources.languages import get_language
 from chara_resources.settings import brainbox_pool
 from chara_resources.storage import CharaStorage
 
 from ..characters.models import Character
 from ..characters.resource import CharacterCatalog
+from ..metadata import md_table
 from ..partitions import character_language_partitions
 from . import checks
 from . import restore as R
-from .grammar import (
-    majority,
-    parse_article,
-    parse_case,
-    parse_translation,
-    slots_needing_case,
-    translation_prompt,
+from .engine import (
+    AvatarRecord,
+    GroupOutcome,
+    ParaphraseLine,
+    ParaphraseSettings,
+    TooManyFailures,
+    Voice,
+    lines_to_upload,
+    paraphrase_templates,
+    served_records,
 )
-from .prompts import Persona, case_prompt, paraphrase_prompt, system_prompt
-from .records import Paraphrase, build_records, check_records
+from .prompts import Persona
+from .records import build_records, check_records
 from .resource import TemplateFolder
-from .restore import Candidate, candidate_text, restore_answer
-from .selection import batches, choose_groups, usage_by_group
-from .templates import Group, Slot, missing_words
-
-
-class AvatarRecord(BaseModel):
-    """One paraphrase record on Avatar (what chara needs of it) and how often it was said."""
-
-    filename: str  # the record id
-    original_template_name: str
-    used_variables_tag: str
-    language: str
-    character: str | None
-    user: str | None
-    seen: int = 0
+from .templates import TemplateSpec
 
 
 class AvatarParaphraseStats(FolderManifest):
@@ -75,36 +64,6 @@ class AvatarParaphraseStats(FolderManifest):
     # Records under the character's file name when it differs from the Avatar name (chara
     # wrote those before it had Avatar names): Avatar never serves them for the character.
     records_under_file_name: int = 0
-
-
-class ParaphraseLine(BaseModel):
-    template: str
-    variables_tag: str
-    language: str
-    character: str
-    user: str | None
-    text: str
-    grammar: dict[str, dict[str, str | None]] = Field(default_factory=dict)
-    template_fingerprint: str = ""
-    words: dict[str, dict[str, str]] = Field(default_factory=dict)  # translated option words
-    record_id: str = ""
-
-    def paraphrase(self) -> Paraphrase:
-        data = self.model_dump(exclude={"record_id"})
-        return Paraphrase(**data)
-
-
-class GroupOutcome(BaseModel):
-    """What became of one template group: accepted, rejected (with the main reason), skipped."""
-
-    template: str
-    variables_tag: str
-    outcome: str  # accepted / rejected / skipped / not_in_language
-    reason: str
-    existing: int = 0
-    seen: int = 0
-    accepted: int = 0
-    reasons: dict[str, int] = Field(default_factory=dict)
 
 
 class ParaphraseSets(FolderManifest):
@@ -129,15 +88,6 @@ class AvatarParaphrases(FolderManifest):
     uploaded: list[str]
     already_there: int
     stale: list[str]
-
-
-def _md_table(header: list[str], rows: list[list[Any]]) -> dg.MetadataValue:
-    def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return dg.MetadataValue.md("\n".join(lines))
 
 
 def _trusted_store(context: dg.AssetExecutionContext, avatar: AvatarResource) -> AvatarStore:
@@ -188,26 +138,9 @@ def avatar_paraphrase_stats(
     finally:
         store.close()
     avatar_name = character.avatar_name
-    mine = []
-    unserved = 0
-    for record in records:
-        if record.language != language.code:
-            continue
-        if record.character != avatar_name:
-            unserved += record.character == character.name
-            continue
-        seen = (feedback.get(record.filename) or {}).get("seen", 0)
-        mine.append(
-            AvatarRecord(
-                filename=record.filename,
-                original_template_name=record.original_template_name,
-                used_variables_tag=record.used_variables_tag,
-                language=record.language,
-                character=record.character,
-                user=record.user,
-                seen=seen if isinstance(seen, int) and seen > 0 else 0,
-            )
-        )
+    mine, unserved = served_records(
+        records, feedback, avatar_name=avatar_name, file_name=character.name, language=language.code
+    )
     stats = AvatarParaphraseStats(
         character=character.name,
         language=language.code,
@@ -240,7 +173,7 @@ def avatar_paraphrase_stats(
             "records": len(mine),
             "records_under_file_name": unserved,
             "records_all_characters": len(records),
-            "usage": _md_table(
+            "usage": md_table(
                 ["template", "variables", "paraphrases", "seen"],
                 [[t, tag or "-", len(s), sum(s)] for (t, tag), s in sorted(per_template.items())],
             ),
@@ -248,36 +181,9 @@ def avatar_paraphrase_stats(
     )
 
 
-class ParaphraseSetsConfig(dg.Config):
-    templates: list[str] = Field(
-        default_factory=list,
-        description="only these templates (the template sensor names the changed ones); they "
-        "are paraphrased however many paraphrases they have. Empty: every template",
-    )
-    paraphrases_upper_count: int = Field(
-        default=0,
-        ge=0,
-        description="take only template groups with at most this many paraphrases on Avatar "
-        "(0: only new ones)",
-    )
-    paraphrases_per_answer: int = Field(
-        default=5,
-        ge=1,
-        le=100,
-        description="paraphrases asked for per group; also the number wanted",
-    )
-    max_attempts: int = Field(default=3, ge=1, description="questions per group at most")
-    batch_size: int = Field(default=20, ge=1, description="template groups per BrainBox batch")
-    translate_options: bool = Field(
-        default=True,
-        description="ask the LLM for option words a template lacks in the language (majority "
-        "of case_votes answers); otherwise the option's value is said",
-    )
-    case_votes: int = Field(
-        default=3,
-        ge=1,
-        description="de/ru: answers asked per variable for its case (majority wins)",
-    )
+class ParaphraseSetsConfig(dg.Config, ParaphraseSettings):
+    """The engine's settings (engine.ParaphraseSettings), the user and the check's threshold."""
+
     user: str = Field(
         default="",
         description="a user file name: paraphrases for that user (their description and "
@@ -289,12 +195,6 @@ class ParaphraseSetsConfig(dg.Config):
         ge=0.0,
         le=1.0,
         description="the rejection_rate check warns when more of the LLM's lines are rejected",
-    )
-    max_failure_ratio: float = Field(
-        default=0.5,
-        ge=0.0,
-        le=1.0,
-        description="the asset fails if more LLM jobs than this share fail",
     )
 
 
@@ -322,26 +222,21 @@ def _persona(
     return persona, record_user
 
 
-def paraphrase_job(group: Group, persona: Persona, wanted: int, attempt: int) -> Job:
-    """The LLM job asking for paraphrases of one group (its inputs key the work cache)."""
-    prompt = paraphrase_prompt(group, persona, wanted, seed=attempt)
-    system = system_prompt(persona)
-    return Job(
-        arguments={"prompt": prompt, "system_prompt": system},
-        inputs={"prompt": prompt, "system": system, "attempt": attempt},
-        label=group.template.name,
-    )
-
-
-def question_job(prompt: str, vote: int, label: str) -> Job:
-    """One of several identical questions (case, translation) whose answers are voted on."""
-    return Job(arguments={"prompt": prompt}, inputs={"prompt": prompt, "vote": vote}, label=label)
-
-
-def _has_determiner(text: str, slot: Slot, language: str) -> bool:
-    before = text.split(slot.fragment, 1)[0].split()
-    determiners = get_language(language).determiners
-    return bool(before) and before[-1].casefold().strip(",.;:") in determiners
+def _templates(
+    context: dg.AssetExecutionContext, templates: TemplateFolder, names: list[str]
+) -> list[TemplateSpec]:
+    """The templates named (all when none are), broken files logged; a name not found fails."""
+    library = templates.load()
+    for error in library.errors:
+        context.log.warning(f"skipping a broken template file: {error}")
+    missing = [n for n in names if n not in library.templates]
+    if missing:
+        broken = sorted(library.broken_files)
+        raise dg.Failure(
+            f"no template {', '.join(map(repr, missing))} in {library.folder}"
+            + (f" (broken files: {', '.join(broken)})" if broken else "")
+        )
+    return [library.templates[n] for n in (names or sorted(library.templates))]
 
 
 @dg.asset(
@@ -364,214 +259,58 @@ def paraphrase_sets(
     storage: CharaStorage,
 ):  # no return annotation: with check_specs Dagster would read it as the outputs
     character, language = characters.for_partition(context)
-    code = language.code
     persona, record_user = _persona(character, characters, config.user)
-    library = templates.load()
-    for error in library.errors:
-        context.log.warning(f"skipping a broken template file: {error}")
-    missing = [n for n in config.templates if n not in library.templates]
-    if missing:
-        broken = sorted(library.broken_files)
-        raise dg.Failure(
-            f"no template {', '.join(map(repr, missing))} in {library.folder}"
-            + (f" (broken files: {', '.join(broken)})" if broken else "")
+    specs = _templates(context, templates, config.templates)
+    voice = Voice(persona, character.avatar_name, language.code, record_user)
+    try:
+        made = paraphrase_templates(
+            brainbox.models(context),
+            storage.work(context),
+            specs,
+            avatar_paraphrase_stats.records,
+            voice,
+            config,
         )
-    specs = [library.templates[n] for n in (config.templates or sorted(library.templates))]
-    outcomes: list[GroupOutcome] = [
-        GroupOutcome(
-            template=s.name,
-            variables_tag="",
-            outcome="not_in_language",
-            reason=f"no lines in {code}",
-        )
-        for s in specs
-        if code not in s.lines
-    ]
-    groups = [g for s in specs for g in s.groups(code)]
-    usage = usage_by_group(
-        avatar_paraphrase_stats.records,
-        {r.filename: {"seen": r.seen} for r in avatar_paraphrase_stats.records},
-        character=character.avatar_name,
-        language=code,
-        user=record_user,
-    )
-    chosen, skipped = choose_groups(
-        groups, usage, upper_count=config.paraphrases_upper_count, explicit=config.templates
-    )
-    for group, why in skipped:
-        found = usage[(group.template.name, group.tag)]
-        outcomes.append(
-            GroupOutcome(
-                template=group.template.name,
-                variables_tag=group.tag,
-                outcome="skipped",
-                reason=why,
-                existing=found.existing,
-                seen=found.seen,
-            )
-        )
-    context.log.info(
-        f"{len(chosen)} template groups to paraphrase for {character.name}|{code}, "
-        f"{len(skipped)} skipped (more than {config.paraphrases_upper_count} paraphrases)"
-    )
-
-    call = brainbox.call("llm", "question")
-    llm = f"{call.decider}:{call.parameter or ''}"
-    work = storage.work(context)
-    answers = work.step("answers", {"llm": llm})
-    system = system_prompt(persona)
-    accepted: dict[str, list[Candidate]] = {g.key: [] for g in chosen}
-    reasons: dict[str, Counter] = {g.key: Counter() for g in chosen}
-    examples: dict[str, list[str]] = {}
-    jobs_total = jobs_failed = 0
-    wanted = config.paraphrases_per_answer
-    for attempt in range(config.max_attempts):
-        pending = [g for g in chosen if len(accepted[g.key]) < wanted]
-        if not pending:
-            break
-        for batch in batches(pending, config.batch_size):
-            jobs = []
-            prompts_by_key: dict[str, str] = {}
-            for group in batch:
-                job = paraphrase_job(group, persona, wanted, attempt)
-                prompts_by_key[group.key] = job.arguments["prompt"] + "\n" + system
-                jobs.append(job)
-            outcome = brainbox.run(context, answers, "llm", "question", jobs)
-            for group, record in zip(batch, outcome.records(), strict=True):
-                jobs_total += 1
-                if not record.ok:
-                    jobs_failed += 1
-                    reasons[group.key][R.LLM_ERROR] += 1
-                    examples.setdefault(R.LLM_ERROR, []).append(str(record.error)[:200])
-                    continue
-                known = [line.text for line in group.lines]
-                known += [candidate_text(c) for c in accepted[group.key]]
-                restored = restore_answer(
-                    str(record.result or ""),
-                    group.lines,
-                    known=known,
-                    prompt=prompts_by_key[group.key],
-                    speaker=persona.character,
-                    language=code,
-                )
-                reasons[group.key].update(restored.reasons())
-                if restored.answer_reason:
-                    examples.setdefault(restored.answer_reason, []).append(str(record.result)[:200])
-                for candidate in restored.candidates:
-                    if candidate.ok:
-                        accepted[group.key].append(candidate)
-                    else:
-                        examples.setdefault(candidate.reason, []).append(candidate.text[:200])
-        done = sum(min(wanted, len(accepted[g.key])) for g in chosen)
-        context.log.info(
-            f"attempt {attempt + 1}/{config.max_attempts}: {done} of {wanted * len(chosen)} "
-            "paraphrases accepted"
-        )
-    if jobs_total and (
-        jobs_failed == jobs_total or jobs_failed / jobs_total > config.max_failure_ratio
-    ):
-        raise dg.Failure(
-            f"{jobs_failed} of {jobs_total} LLM jobs failed; first errors: "
-            + " | ".join(examples.get(R.LLM_ERROR, [])[:3])
-        )
-
-    grammar = _vote_cases(context, brainbox, work, llm, chosen, accepted, code, config)
-    words = (
-        _translate_options(context, brainbox, work, llm, chosen, accepted, code, config)
-        if config.translate_options
-        else {}
-    )
-    paraphrases: list[ParaphraseLine] = []
-    for group in chosen:
-        kept = accepted[group.key][:wanted]
-        for candidate in kept:
-            text = candidate_text(candidate)
-            line = ParaphraseLine(
-                template=group.template.name,
-                variables_tag=group.tag,
-                language=code,
-                character=character.avatar_name,
-                user=record_user,
-                text=text,
-                grammar=grammar.get((group.key, text), {}),
-                template_fingerprint=group.template.fingerprint,
-                words={
-                    name: found
-                    for name in group.variable_names
-                    if (found := words.get((group.template.name, name)))
-                },
-            )
-            line.record_id = line.paraphrase().record_id
-            paraphrases.append(line)
-        found = usage.get((group.template.name, group.tag))
-        rejections = Counter({k: v for k, v in reasons[group.key].items() if k != R.ACCEPTED})
-        if kept:
-            result, why = "accepted", f"{len(kept)} accepted"
-        else:
-            main = rejections.most_common(1)
-            result, why = "rejected", (main[0][0] if main else "no answer")
-        outcomes.append(
-            GroupOutcome(
-                template=group.template.name,
-                variables_tag=group.tag,
-                outcome=result,
-                reason=why,
-                existing=found.existing if found else 0,
-                seen=found.seen if found else 0,
-                accepted=len(kept),
-                reasons=dict(reasons[group.key]),
-            )
-        )
+    except TooManyFailures as exc:
+        raise dg.Failure(str(exc)) from None
     sets = ParaphraseSets(
         character=character.name,
-        language=code,
+        language=language.code,
         user=record_user,
-        llm=llm,
-        paraphrases=paraphrases,
-        outcomes=outcomes,
-        rejected_examples={k: v[:5] for k, v in sorted(examples.items())},
+        llm=made.llm,
+        paraphrases=made.lines,
+        outcomes=made.outcomes,
+        rejected_examples=made.examples,
     ).bind(storage.staging(context))
-    totals = Counter()
-    for group in chosen:
-        totals.update(reasons[group.key])
+    outcomes = [
+        [o.template, o.variables_tag or "-", o.outcome, o.reason, o.existing, o.seen, o.accepted]
+        for o in made.outcomes
+    ]
+    rejections = [
+        [reason, count, (made.examples.get(reason) or [""])[0]]
+        for reason, count in made.reasons.most_common()
+        if reason != R.ACCEPTED
+    ]
     return dg.MaterializeResult(
         value=sets,
         check_results=[
-            checks.rejection_rate(totals, R.ACCEPTED, max_rejection=config.max_rejection)
+            checks.rejection_rate(made.reasons, R.ACCEPTED, max_rejection=config.max_rejection)
         ],
         metadata={
-            "llm": llm,
-            "groups_paraphrased": len(chosen),
-            "groups_skipped": len(skipped),
-            "paraphrases": len(paraphrases),
-            "llm_jobs": jobs_total,
-            "templates": _md_table(
+            "llm": made.llm,
+            "groups_paraphrased": made.groups_paraphrased,
+            "groups_skipped": made.groups_skipped,
+            "paraphrases": len(made.lines),
+            "llm_jobs": made.llm_jobs,
+            "templates": md_table(
                 ["template", "variables", "outcome", "reason", "existing", "seen", "accepted"],
-                [
-                    [
-                        o.template,
-                        o.variables_tag or "-",
-                        o.outcome,
-                        o.reason,
-                        o.existing,
-                        o.seen,
-                        o.accepted,
-                    ]
-                    for o in outcomes
-                ],
+                outcomes,
             ),
-            "accepted_examples": _md_table(
+            "accepted_examples": md_table(
                 ["template", "paraphrase", "grammar"],
-                [[p.template, p.text, _grammar_text(p.grammar) or "-"] for p in paraphrases[:15]],
+                [[p.template, p.text, _grammar_text(p.grammar) or "-"] for p in made.lines[:15]],
             ),
-            "rejections": _md_table(
-                ["reason", "count", "example"],
-                [
-                    [reason, count, (examples.get(reason) or [""])[0]]
-                    for reason, count in totals.most_common()
-                    if reason != R.ACCEPTED
-                ],
-            ),
+            "rejections": md_table(["reason", "count", "example"], rejections),
         },
     )
 
@@ -581,108 +320,6 @@ def _grammar_text(grammar: dict[str, dict[str, str | None]]) -> str:
         f"{fragment}: " + ", ".join(f"{k}={v}" for k, v in rule.items() if v)
         for fragment, rule in sorted(grammar.items())
     )
-
-
-def _vote_cases(
-    context: dg.AssetExecutionContext,
-    brainbox: BrainBoxResource,
-    work: Any,
-    llm: str,
-    chosen: list[Group],
-    accepted: dict[str, list[Candidate]],
-    language: str,
-    config: ParaphraseSetsConfig,
-) -> dict[tuple[str, str], dict[str, dict[str, str | None]]]:
-    """(group key, paraphrase text) -> fragment -> {case, article, votes}, for de and ru."""
-    questions: list[tuple[str, str, Slot, int]] = []  # group key, text, slot, vote
-    jobs: list[Job] = []
-    for group in chosen:
-        for candidate in accepted[group.key][: config.paraphrases_per_answer]:
-            text = candidate_text(candidate)
-            slots = [p for p in candidate.parts if isinstance(p, Slot)]
-            for slot in slots_needing_case(group.template, slots, language):
-                prompt = case_prompt(text, slot, group.template, language)
-                for vote in range(config.case_votes):
-                    questions.append((group.key, text, slot, vote))
-                    jobs.append(question_job(prompt, vote, "case"))
-    if not jobs:
-        return {}
-    context.log.info(f"asking the case of {len(jobs) // config.case_votes} variables")
-    step = work.step("cases", {"llm": llm})
-    answers: dict[tuple[str, str, str], list[str]] = {}
-    slots: dict[tuple[str, str, str], Slot] = {}
-    for chunk in batches(list(zip(questions, jobs, strict=True)), 100):
-        outcome = brainbox.run(context, step, "llm", "question", [j for _, j in chunk])
-        for ((key, text, slot, _), _), record in zip(chunk, outcome.records(), strict=True):
-            ident = (key, text, slot.fragment)
-            slots[ident] = slot
-            answers.setdefault(ident, []).append(str(record.result) if record.ok else "")
-    result: dict[tuple[str, str], dict[str, dict[str, str | None]]] = {}
-    for (key, text, fragment), said in answers.items():
-        case_vote = majority([parse_case(a, language) for a in said])
-        rule: dict[str, str | None] = {"case": case_vote.winner, "votes": case_vote.reason}
-        slot = slots[(key, text, fragment)]
-        if (
-            get_language(language).article_words
-            and not slot.count
-            and not _has_determiner(text, slot, language)
-        ):
-            article_vote = majority([parse_article(a) for a in said])
-            rule["article"] = article_vote.winner
-            rule["article_votes"] = article_vote.reason
-        result.setdefault((key, text), {})[fragment] = rule
-    return result
-
-
-def _translate_options(
-    context: dg.AssetExecutionContext,
-    brainbox: BrainBoxResource,
-    work: Any,
-    llm: str,
-    chosen: list[Group],
-    accepted: dict[str, list[Candidate]],
-    language: str,
-    config: ParaphraseSetsConfig,
-) -> dict[tuple[str, str], dict[str, str]]:
-    """(template, variable) -> option value -> word, for option words the template lacks in
-    ``language``, by majority over ``case_votes`` answers; no majority: the value is said."""
-    wanted: dict[tuple[str, str], list[str]] = {}
-    for group in chosen:
-        if not accepted[group.key]:
-            continue
-        for name in group.variable_names:
-            values = missing_words(group.template.variables[name], language)
-            if values:
-                wanted[(group.template.name, name)] = values
-    questions: list[tuple[tuple[str, str], str]] = []
-    jobs: list[Job] = []
-    specs = {g.template.name: g.template for g in chosen}
-    for (template, name), values in sorted(wanted.items()):
-        description = specs[template].variables[name].description
-        for value in values:
-            prompt = translation_prompt(value, description, language)
-            for vote in range(config.case_votes):
-                questions.append(((template, name), value))
-                jobs.append(question_job(prompt, vote, "word"))
-    if not jobs:
-        return {}
-    context.log.info(f"translating {len(jobs) // config.case_votes} option words")
-    step = work.step("words", {"llm": llm})
-    answers: dict[tuple[tuple[str, str], str], list[str | None]] = {}
-    for chunk in batches(list(zip(questions, jobs, strict=True)), 100):
-        outcome = brainbox.run(context, step, "llm", "question", [j for _, j in chunk])
-        for (ident, _), record in zip(chunk, outcome.records(), strict=True):
-            answers.setdefault(ident, []).append(
-                parse_translation(str(record.result)) if record.ok else None
-            )
-    result: dict[tuple[str, str], dict[str, str]] = {}
-    for (variable, value), said in answers.items():
-        vote = majority(said)
-        if vote.winner:
-            result.setdefault(variable, {})[value] = vote.winner
-        else:
-            context.log.info(f"no translation of {value!r} ({vote.reason}): the value is said")
-    return result
 
 
 @dg.asset(
@@ -708,18 +345,10 @@ def avatar_paraphrases(
     avatar_name = characters.for_partition(context)[0].avatar_name
     store = _trusted_store(context, avatar)
     try:
-        _, records = read_avatar_records(store)
-        present = {r.filename for r in records}
-        stale: list[str] = []
-        new: dict[str, Paraphrase] = {}
-        for line in paraphrase_sets.paraphrases:
-            spec = library.templates.get(line.template)
-            if spec is None or spec.fingerprint != line.template_fingerprint:
-                stale.append(line.record_id)
-                continue
-            paraphrase = dataclasses.replace(line.paraphrase(), character=avatar_name)
-            if paraphrase.record_id not in present:
-                new.setdefault(paraphrase.record_id, paraphrase)
+        present = {r.filename for r in read_avatar_records(store)[1]}
+        new, stale = lines_to_upload(
+            paraphrase_sets.paraphrases, library.templates, present, avatar_name
+        )
         if stale:
             context.log.warning(
                 f"{len(stale)} paraphrases belong to templates that changed or were removed "
@@ -728,8 +357,7 @@ def avatar_paraphrases(
             )
         uploaded_file = ""
         if new:
-            built = build_records(library.templates, new.values())
-            payload = pickle.dumps(built)
+            payload = pickle.dumps(build_records(library.templates, new.values()))
             # What the live service will load must load: check it the way chara reads it.
             check_records(load_paraphrase_pickle(payload, "the new paraphrase file"), "upload")
             uploaded_file = upload_paraphrase_file(store, payload)

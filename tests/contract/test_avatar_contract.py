@@ -37,9 +37,9 @@ from chara_assets.paraphrase.assets import (
     _persona,
     avatar_paraphrase_stats,
     avatar_paraphrases,
-    paraphrase_job,
     paraphrase_sets,
 )
+from chara_assets.paraphrase.engine import paraphrase_job
 from chara_assets.paraphrase.records import Paraphrase, build_records
 from chara_assets.paraphrase.resource import TemplateFolder
 from chara_assets.paraphrase.templates import load_templates, to_grammatron
